@@ -1,0 +1,57 @@
+"""The whole pipeline as a Prefect flow: the same stage functions as `dvc repro`, as tasks,
+in dvc.yaml's order.
+
+    python -m flows.full_pipeline [--params params.yaml]
+
+Without PREFECT_API_URL, Prefect runs it on a temporary local server. Stage outputs are cached
+by DVC, not Prefect, so tasks never cache; no stage is retried (training is not transient).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from pipeline import STAGES
+from pipeline.__main__ import OFFLINE_DEFAULTS
+from pipeline.config import load_config
+
+
+def stage_task(name: str):
+    """A Prefect task running `pipeline.<name>.run(cfg)`."""
+
+    def run_stage(params_path: str) -> str:
+        module = importlib.import_module(f"pipeline.{name}")
+        result = module.run(load_config(params_path))
+        return repr(result)[:500]
+
+    return task(run_stage, name=name, cache_policy=NO_CACHE, retries=0)
+
+
+@flow(name="qwen-medical-pipeline", log_prints=True)
+def full_pipeline(params_path: str = "params.yaml") -> list[str]:
+    """Run every stage of dvc.yaml in order; a failing stage fails the flow run."""
+    logger = get_run_logger()
+    results = []
+    for name in STAGES:
+        logger.info("stage %s", name)
+        results.append(stage_task(name)(params_path))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m flows.full_pipeline")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    for key, value in OFFLINE_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    full_pipeline(args.params)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The command line: `python -m pipeline <stage>` for each dvc.yaml stage, plus `chat`.
+
+    python -m pipeline validate [FILE ...]
+    python -m pipeline {split,base,preprocess,train,evaluate,register}
+    python -m pipeline chat "感冒有什么症状？"
+
+`-p/--params` picks the params file and `-S key=value` overrides one value (YAML-parsed), as
+in `dvc exp run -S`. Typed pipeline errors print as one line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from pipeline import STAGES
+from pipeline.config import load_config
+from pipeline.errors import PipelineError
+
+OFFLINE_DEFAULTS = {
+    "GX_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.split("\n")[0])
+    p.add_argument("-p", "--params", default="params.yaml", help="params file (default: %(default)s)")
+    p.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one param, e.g. -S train.lr=1e-4 (repeatable)")
+    sub = p.add_subparsers(dest="command", required=True)
+    for stage in STAGES:
+        sp = sub.add_parser(stage, help=f"run the {stage} stage")
+        if stage == "validate":
+            sp.add_argument("files", nargs="*", type=Path,
+                            help="check these files only (writes nothing); default: the stage")
+    chat = sub.add_parser("chat", help="answer a question with the registered champion")
+    chat.add_argument("question")
+    chat.add_argument("--alias", default="champion", help="registry alias (default: %(default)s)")
+    return p
+
+
+def _overrides(pairs: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise PipelineError(f"-S {pair!r}: expected KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _dispatch(args: argparse.Namespace) -> None:
+    cfg = load_config(args.params, _overrides(args.set))
+    if args.command == "chat":
+        from pipeline import chat
+
+        print(chat.run(cfg, args.question, args.alias))
+    elif args.command == "validate" and args.files:
+        from pipeline import validate
+
+        report = validate.check(args.files, cfg.validate_)
+        print(report.text())
+        if not report.ok:
+            raise SystemExit(3)
+    else:
+        importlib.import_module(f"pipeline.{args.command}").run(cfg)
+
+
+def main(argv: list[str] | None = None) -> None:
+    for key, value in OFFLINE_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        _dispatch(args)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+
+
+if __name__ == "__main__":
+    main()

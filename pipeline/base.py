@@ -1,0 +1,197 @@
+"""Stage `base`: build the embedded offline base model, or record the external one.
+
+    python -m pipeline base
+
+With `model.base: tiny-qwen` it trains a byte-level BPE tokenizer with Qwen's ChatML special
+tokens and Qwen2.5-Instruct's chat template, then a small `Qwen2ForCausalLM` pretrained as a
+plain language model on the training split's text, so that LoRA has a language model to adapt.
+It stands in for a real pretrained Qwen; only the training split is used so evaluation on the
+test split stays held out. With a hub id or local directory it writes only a reference file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from pipeline.config import Config, TinyModelConfig
+from pipeline.io import atomic_dir, read_jsonl, write_json
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# Qwen2's pre-tokenizer split (the GPT-4-style regex with single digits).
+QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+
+@dataclass(frozen=True)
+class BaseResult:
+    path: Path
+    built: bool
+    vocab_size: int = 0
+    parameters: int = 0
+    final_loss: float = float("nan")
+    seconds: float = 0.0
+
+
+def qwen25_chat_template() -> str:
+    return resources.files("pipeline").joinpath("templates/qwen2_5.jinja").read_text("utf-8")
+
+
+def build_tokenizer(texts: list[str], vocab_size: int):
+    """A byte-level BPE over `texts` with Qwen2's split regex, ChatML tokens and template."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(texts, trainer)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+        model_max_length=32768,
+        clean_up_tokenization_spaces=False,
+    )
+    tok.chat_template = qwen25_chat_template()
+    return tok
+
+
+def _corpus(rows: list[dict]) -> list[str]:
+    """Plain-text documents: the turns of each conversation, one per line."""
+    return ["\n".join(t["content"] for t in row["conversations"]) for row in rows]
+
+
+def _packed_blocks(tok, docs: list[str], block: int):
+    import torch
+
+    ids: list[int] = []
+    for doc in docs:
+        ids += tok(doc, add_special_tokens=False)["input_ids"] + [tok.pad_token_id]
+    n = len(ids) // block
+    return torch.tensor(ids[: n * block]).view(n, block)
+
+
+def _new_model(tok, t: TinyModelConfig):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    im_end, eot = tok.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
+    config = Qwen2Config(
+        vocab_size=len(tok),
+        hidden_size=t.hidden_size,
+        num_hidden_layers=t.num_layers,
+        num_attention_heads=t.num_heads,
+        num_key_value_heads=t.num_kv_heads,
+        intermediate_size=t.intermediate_size,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,  # as in the small Qwen2.5 models
+        bos_token_id=eot,
+        eos_token_id=im_end,
+        pad_token_id=eot,
+    )
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = [im_end, eot]
+    model.generation_config.pad_token_id = eot
+    return model
+
+
+def pretrain(model, blocks, t: TinyModelConfig) -> float:
+    """Full-parameter causal-LM training on packed blocks; returns the last epoch's mean loss."""
+    import torch
+    from tqdm.auto import tqdm
+
+    gen = torch.Generator().manual_seed(t.seed)
+    steps = t.epochs * math.ceil(len(blocks) / t.batch_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=0.01)
+    warmup = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / steps))
+    )
+    model.train()
+    bar = tqdm(total=steps, desc="pretrain tiny-qwen", unit="step", mininterval=2)
+    epoch_loss = float("nan")
+    for _ in range(t.epochs):
+        losses = []
+        for idx in torch.randperm(len(blocks), generator=gen).split(t.batch_size):
+            batch = blocks[idx]
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=t.bf16):
+                loss = model(input_ids=batch, labels=batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            bar.update()
+        epoch_loss = sum(losses) / len(losses)
+        bar.set_postfix(loss=f"{epoch_loss:.3f}")
+    bar.close()
+    return epoch_loss
+
+
+def build_tiny_base(train_rows: list[dict], t: TinyModelConfig, out: Path) -> BaseResult:
+    """Tokenizer + pretrained tiny Qwen2, saved (safetensors) to `out`."""
+    import torch
+
+    start = time.perf_counter()
+    torch.manual_seed(t.seed)
+    docs = _corpus(train_rows)
+    # The tokenizer also sees the rendered chats, so the template's system prompt is few tokens.
+    tok = build_tokenizer(docs, t.vocab_size)
+    rendered = [tok.apply_chat_template(r["conversations"], tokenize=False) for r in train_rows]
+    tok = build_tokenizer(docs + rendered, t.vocab_size)
+    model = _new_model(tok, t)
+    loss = pretrain(model, _packed_blocks(tok, docs, t.block_size), t)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+    params = sum(p.numel() for p in model.parameters())
+    return BaseResult(out, True, len(tok), params, loss, time.perf_counter() - start)
+
+
+def run(cfg: Config) -> BaseResult:
+    paths = cfg.paths
+    if not cfg.uses_builtin_base:
+        with atomic_dir(paths.base_dir) as tmp:
+            write_json(tmp / "reference.json", {"base": cfg.model.base, "revision": cfg.model.revision})
+        log.info("base: using %s@%s; nothing to build", cfg.model.base, cfg.model.revision)
+        write_json(paths.reports / "base.json", {"built": False})
+        return BaseResult(paths.base_dir, built=False)
+    log.info("base: building tiny-qwen from %s", paths.split_file("train"))
+    result = build_tiny_base(read_jsonl(paths.split_file("train")), cfg.tiny, paths.base_dir)
+    write_json(
+        paths.reports / "base.json",
+        {
+            "built": True,
+            "vocab_size": result.vocab_size,
+            "parameters": result.parameters,
+            "pretrain_loss": round(result.final_loss, 4),
+            "seconds": round(result.seconds, 1),
+        },
+    )
+    log.info(
+        "base: %d parameters, vocab %d, pretrain loss %.3f in %.0f s",
+        result.parameters, result.vocab_size, result.final_loss, result.seconds,
+    )
+    return result

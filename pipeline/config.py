@@ -1,0 +1,213 @@
+"""The one typed configuration, loaded from params.yaml (plus optional overrides).
+
+Every stage receives a frozen `Config`; nothing else reads params.yaml. Unknown keys are
+rejected at load time with the offending key path, so a typo never silently falls back to a
+default. Defaults live in params.yaml only: every field here is required.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.errors import ConfigError
+
+BUILTIN_BASE = "tiny-qwen"
+
+
+class _Section(BaseModel):
+    # protected_namespaces=(): sections are named after stages, e.g. `register`.
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+
+class ModelConfig(_Section):
+    base: str  # BUILTIN_BASE, a hub id or a local directory
+    revision: str  # hub revision (branch, tag or commit); ignored for local paths
+    trust_remote_code: bool
+    dtype: Literal["auto", "float32", "bfloat16", "float16"]
+    system_prompt: str | None  # None: the chat template's own default
+
+
+class ValidateConfig(_Section):
+    max_chars: int = Field(gt=0)
+    max_turns: int = Field(gt=1)
+
+
+class SplitConfig(_Section):
+    seed: int
+    val_fraction: float = Field(ge=0, lt=0.5)
+    test_fraction: float = Field(gt=0, lt=0.5)
+    always_train: tuple[str, ...]  # first questions kept in train (the README's examples)
+
+
+class TinyModelConfig(_Section):
+    """The embedded offline base: a small Qwen2 built and pretrained by the `base` stage."""
+
+    vocab_size: int = Field(ge=300)
+    hidden_size: int = Field(gt=0)
+    num_layers: int = Field(gt=0)
+    num_heads: int = Field(gt=0)
+    num_kv_heads: int = Field(gt=0)
+    intermediate_size: int = Field(gt=0)
+    block_size: int = Field(gt=8)
+    batch_size: int = Field(gt=0)
+    epochs: int = Field(gt=0)
+    lr: float = Field(gt=0)
+    seed: int
+    bf16: bool
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TinyModelConfig:
+        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
+            raise ValueError("hidden_size must divide by num_heads, num_heads by num_kv_heads")
+        return self
+
+
+class PreprocessConfig(_Section):
+    max_seq_len: int = Field(gt=16)
+
+
+class LoraConfig(_Section):
+    r: int = Field(gt=0)
+    alpha: int = Field(gt=0)
+    dropout: float = Field(ge=0, lt=1)
+    target_modules: str | tuple[str, ...]  # "all-linear" or module names
+    trainable_tokens: tuple[str, ...]  # embedding rows trained too (e.g. <|im_end|>)
+
+
+class QuantConfig(_Section):
+    mode: Literal["none", "8bit", "4bit"]
+    quant_type: Literal["nf4", "fp4"]
+    double_quant: bool
+    compute_dtype: Literal["float32", "bfloat16", "float16"]
+
+
+class TrainConfig(_Section):
+    epochs: float = Field(gt=0)
+    lr: float = Field(ge=0)
+    batch_size: int = Field(gt=0)
+    grad_accum: int = Field(gt=0)
+    warmup_ratio: float = Field(ge=0, lt=1)
+    scheduler: str
+    weight_decay: float = Field(ge=0)
+    seed: int
+    bf16: bool
+    gradient_checkpointing: bool
+    lora: LoraConfig
+    quantization: QuantConfig
+
+
+class EvaluateConfig(_Section):
+    max_new_tokens: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    max_samples: int = Field(ge=0)  # 0: the whole test split
+
+
+class GateConfig(_Section):
+    min_rouge_l_gain: float  # challenger ROUGE-L minus base ROUGE-L must be at least this
+    min_bleu4_gain: float
+    max_loss_ratio: float = Field(gt=0)  # challenger answer loss / base answer loss at most this
+
+
+class RegisterConfig(_Section):
+    model_name: str = Field(min_length=1)
+    experiment: str = Field(min_length=1)
+    tracking_uri: str  # MLFLOW_TRACKING_URI overrides it
+    artifact_location: str  # relative paths are resolved against the project root
+    gate: GateConfig
+
+
+class Config(_Section):
+    model: ModelConfig
+    validate_: ValidateConfig = Field(alias="validate")
+    split: SplitConfig
+    tiny: TinyModelConfig
+    preprocess: PreprocessConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    register_: RegisterConfig = Field(alias="register")
+    root: Path = Field(exclude=True)
+
+    @property
+    def paths(self) -> Paths:
+        return Paths(self.root)
+
+    @property
+    def uses_builtin_base(self) -> bool:
+        return self.model.base == BUILTIN_BASE
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every file a stage reads or writes, relative to the project root (dvc.yaml names them too)."""
+
+    root: Path
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "data" / "raw"
+
+    @property
+    def validated(self) -> Path:
+        return self.root / "data" / "validated" / "conversations.jsonl"
+
+    @property
+    def split_dir(self) -> Path:
+        return self.root / "data" / "split"
+
+    @property
+    def processed_dir(self) -> Path:
+        return self.root / "data" / "processed"
+
+    @property
+    def base_dir(self) -> Path:
+        return self.root / "models" / "base"
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.root / "models" / "adapter"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    def split_file(self, name: str) -> Path:
+        return self.split_dir / f"{name}.jsonl"
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        if not isinstance(node.get(key), dict):
+            raise ConfigError(f"override {dotted}={value!r}: '{key}' is not a section")
+        node = node[key]
+    if leaf not in node:
+        raise ConfigError(f"override {dotted}={value!r}: no such key in params.yaml")
+    node[leaf] = value
+
+
+def load_config(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Config:
+    """Read params.yaml, apply dotted overrides (`{"train.lr": 1e-4}`), validate, freeze."""
+    path = Path(path).resolve()
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found (run from the project root)") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(tree).__name__}")
+    for dotted, value in (overrides or {}).items():
+        _set_path(tree, dotted, value)
+    try:
+        return Config.model_validate({**tree, "root": path.parent})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from None

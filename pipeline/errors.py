@@ -1,0 +1,31 @@
+"""Typed errors. The CLI turns each into one readable line and a non-zero exit."""
+
+
+class PipelineError(Exception):
+    """Base class: a problem the user can act on (bad input, bad config, refused gate)."""
+
+    exit_code = 1
+
+
+class ConfigError(PipelineError):
+    """params.yaml (or an override) is missing, malformed or holds an unexpected value."""
+
+    exit_code = 2
+
+
+class DataValidationError(PipelineError):
+    """Input conversations broke a validation rule; the message names file:line and rule."""
+
+    exit_code = 3
+
+
+class ModelLoadError(PipelineError):
+    """A base model, tokenizer or adapter could not be loaded as configured."""
+
+    exit_code = 4
+
+
+class RegistryError(PipelineError):
+    """The MLflow registry holds nothing usable for the request (no champion, bad run id)."""
+
+    exit_code = 5

@@ -1,0 +1,84 @@
+"""MLflow tracking set-up shared by train, evaluate and register.
+
+One MLflow run per pipeline execution: `train` opens it and writes its id next to the adapter
+(`mlflow_run.json`); `evaluate` and `register` reopen the same run, so params, the loss curve,
+metrics, the gate decision and the registered model all sit on one run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Config
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "mlflow_run.json"
+
+
+def tracking_uri(cfg: Config) -> str:
+    """MLFLOW_TRACKING_URI when set, else params' URI with relative sqlite paths made absolute."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.register_.tracking_uri
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        db = cfg.root / uri[len(prefix) :]
+        db.parent.mkdir(parents=True, exist_ok=True)
+        uri = f"{prefix}{db}"
+    return uri
+
+
+def setup(cfg: Config) -> str:
+    """Point MLflow at the configured store and experiment; returns the experiment id."""
+    import mlflow
+
+    uri = tracking_uri(cfg)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    exp = mlflow.get_experiment_by_name(cfg.register_.experiment)
+    if exp is None:
+        location = None
+        if not uri.startswith(("http://", "https://", "databricks")):
+            # A local store would otherwise put artifacts under ./mlruns of the current directory.
+            location = (cfg.root / cfg.register_.artifact_location).resolve().as_uri()
+        experiment_id = mlflow.create_experiment(cfg.register_.experiment, artifact_location=location)
+    else:
+        experiment_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out |= flatten(value, f"{name}.")
+        else:
+            out[name] = value
+    return out
+
+
+def save_run_id(directory: Path, run_id: str) -> None:
+    (directory / RUN_FILE).write_text(json.dumps({"run_id": run_id}) + "\n")
+
+
+def resume_run(cfg: Config):
+    """Reopen the run that trained the current adapter (or a new one if the store lost it)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    experiment_id = setup(cfg)
+    run_id = None
+    run_file = cfg.paths.adapter_dir / RUN_FILE
+    if run_file.exists():
+        run_id = json.loads(run_file.read_text())["run_id"]
+        try:
+            mlflow.get_run(run_id)
+        except MlflowException:
+            log.warning("MLflow run %s not found in %s; starting a new run", run_id, tracking_uri(cfg))
+            run_id = None
+    return mlflow.start_run(run_id=run_id, experiment_id=experiment_id)

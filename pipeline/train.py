@@ -1,0 +1,185 @@
+"""Stage `train`: PEFT LoRA (or QLoRA with bitsandbytes 4-bit / 8-bit) on the answer-labelled
+training split.
+
+    python -m pipeline train
+
+Opens the pipeline's MLflow run, logs every param and the per-step loss / learning rate /
+grad norm, and writes the adapter (safetensors, with the tokenizer and the run id) atomically
+to models/adapter. The loss curve is also written to reports/train_loss.tsv for `dvc plots`.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline import tracking
+from pipeline.config import Config
+from pipeline.io import atomic_dir, write_json
+from pipeline.modeling import ModelSpec, load_model, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    adapter_dir: Path
+    run_id: str
+    metrics: dict[str, float]
+
+
+def lora_model(model, cfg: Config, tok):
+    """Wrap the base in LoRA; k-bit bases are prepared first (before any eval forward)."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    t = cfg.train
+    if t.quantization.mode != "none":
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=t.gradient_checkpointing
+        )
+    elif t.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    token_ids = tok.convert_tokens_to_ids(list(t.lora.trainable_tokens))
+    targets = t.lora.target_modules
+    lora = LoraConfig(
+        r=t.lora.r,
+        lora_alpha=t.lora.alpha,
+        lora_dropout=t.lora.dropout,
+        target_modules=targets if isinstance(targets, str) else list(targets),
+        trainable_token_indices=token_ids or None,
+        ensure_weight_tying=bool(token_ids) and model.config.tie_word_embeddings,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+class _MlflowSteps:
+    """Trainer callback: buffers per-step logs and sends them to the active MLflow run."""
+
+    def __new__(cls, *args: Any, **kwargs: Any):  # subclass lazily: transformers is heavy
+        from transformers import TrainerCallback
+
+        class Callback(TrainerCallback):
+            def __init__(self) -> None:
+                self.rows: list[tuple[int, dict[str, float]]] = []
+
+            def on_log(self, args, state, control, logs=None, **kw):
+                if state.is_world_process_zero and logs:
+                    nums = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}
+                    self.rows.append((state.global_step, nums))
+                    if len(self.rows) >= 50:
+                        self.flush()
+
+            def on_train_end(self, args, state, control, **kw):
+                self.flush()
+
+            def flush(self) -> None:
+                import mlflow
+                from mlflow.entities import Metric
+
+                now = int(time.time() * 1000)
+                metrics = [
+                    Metric(f"train/{k}" if not k.startswith("eval") else k, v, now, step)
+                    for step, nums in self.rows
+                    for k, v in nums.items()
+                ]
+                if metrics:
+                    mlflow.tracking.MlflowClient().log_batch(
+                        mlflow.active_run().info.run_id, metrics=metrics
+                    )
+                self.rows.clear()
+
+        return Callback(*args, **kwargs)
+
+
+def _training_args(cfg: Config, output_dir: Path):
+    from transformers import TrainingArguments
+
+    t = cfg.train
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=t.epochs,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.lr,
+        lr_scheduler_type=t.scheduler,
+        warmup_steps=t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        bf16=t.bf16,
+        seed=t.seed,
+        data_seed=t.seed,
+        train_sampling_strategy="group_by_length",  # similar lengths per batch: little padding
+        length_column_name="length",
+        logging_steps=1,
+        eval_strategy="epoch",
+        save_strategy="no",
+        report_to="none",
+        remove_unused_columns=True,
+        dataloader_num_workers=0,
+    )
+
+
+def _write_loss_curve(path: Path, history: list[dict[str, Any]]) -> None:
+    lines = ["step\tloss\tlearning_rate"]
+    lines += [
+        f"{h['step']}\t{h['loss']:.5f}\t{h.get('learning_rate', 0):.3e}"
+        for h in history
+        if "loss" in h
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run(cfg: Config) -> TrainResult:
+    import mlflow
+    from datasets import load_from_disk
+    from transformers import DataCollatorForSeq2Seq, Trainer
+
+    paths = cfg.paths
+    spec = ModelSpec.from_config(cfg)
+    tok = load_tokenizer(spec)
+    model = lora_model(load_model(spec), cfg, tok)
+    data = {s: load_from_disk(str(paths.processed_dir / s)) for s in ("train", "val")}
+    keep = ["input_ids", "labels", "length"]
+    data = {s: d.remove_columns([c for c in d.column_names if c not in keep]) for s, d in data.items()}
+    tracking.setup(cfg)
+    with (
+        mlflow.start_run() as active,
+        atomic_dir(paths.adapter_dir) as out,
+        tempfile.TemporaryDirectory() as scratch,
+    ):
+        mlflow.log_params(tracking.flatten(cfg.model_dump(mode="json", by_alias=True)))
+        mlflow.set_tags({"stage": "train", "base_model": cfg.model.base})
+        trainer = Trainer(
+            model=model,
+            args=_training_args(cfg, Path(scratch)),
+            train_dataset=data["train"],
+            eval_dataset=data["val"] if len(data["val"]) else None,
+            data_collator=DataCollatorForSeq2Seq(tok, padding="longest", label_pad_token_id=-100),
+            callbacks=[_MlflowSteps()],
+        )
+        start = time.perf_counter()
+        result = trainer.train()
+        seconds = time.perf_counter() - start
+        model.save_pretrained(str(out), safe_serialization=True)
+        tok.save_pretrained(str(out))
+        tracking.save_run_id(out, active.info.run_id)
+        tokens = sum(data["train"]["length"]) * cfg.train.epochs
+        metrics = {
+            "train_loss": round(result.training_loss, 5),
+            "steps": result.global_step,
+            "seconds": round(seconds, 1),
+            "tokens_per_second": round(tokens / seconds, 1),
+            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        }
+        mlflow.log_metrics({f"train/{k}": float(v) for k, v in metrics.items()})
+    write_json(paths.reports / "train.json", metrics)
+    _write_loss_curve(paths.reports / "train_loss.tsv", trainer.state.log_history)
+    log.info("train: %s", metrics)
+    return TrainResult(paths.adapter_dir, active.info.run_id, metrics)
