@@ -1,0 +1,83 @@
+"""Shared fixtures: a throw-away project folder and tiny, locally built models (no network)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = Path(__file__).parent / "assets"
+
+for _key, _value in {
+    "GX_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+}.items():
+    os.environ.setdefault(_key, _value)
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+# Small enough for seconds on 2 CPU cores; the pipeline code paths are the real ones.
+TINY_OVERRIDES = {
+    "tiny.vocab_size": 700,
+    "tiny.hidden_size": 64,
+    "tiny.num_layers": 1,
+    "tiny.num_heads": 2,
+    "tiny.num_kv_heads": 1,
+    "tiny.intermediate_size": 128,
+    "tiny.block_size": 64,
+    "tiny.epochs": 3,
+    "train.epochs": 2,
+    "evaluate.max_new_tokens": 24,
+    "evaluate.max_samples": 8,
+}
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def write_params(root: Path, overrides: dict) -> None:
+    """Copy the repo's params.yaml to `root`, with dotted-key overrides applied."""
+    tree = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    for dotted, value in overrides.items():
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        assert leaf in node, dotted
+        node[leaf] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(tree, allow_unicode=True), encoding="utf-8")
+
+
+def make_project(root: Path, rows: list[dict] | None = None, overrides: dict | None = None) -> Path:
+    """A project folder with params.yaml and one raw JSONL file (default: the test asset)."""
+    root.mkdir(parents=True, exist_ok=True)
+    write_params(root, overrides or {})
+    raw = root / "data" / "raw"
+    raw.mkdir(parents=True)
+    rows = rows if rows is not None else read_rows(ASSETS / "conversations.jsonl")
+    (raw / "conversations.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return make_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    from pipeline.base import build_tokenizer
+
+    rows = read_rows(ASSETS / "conversations.jsonl")
+    texts = ["\n".join(t["content"] for t in r["conversations"]) for r in rows]
+    return build_tokenizer(texts, 600)

@@ -1,0 +1,69 @@
+"""One DAG: dvc.yaml, the CLI and the Prefect flow run the same stages in the same order."""
+
+import ast
+from pathlib import Path
+
+import yaml
+
+from pipeline import STAGES
+from tests.conftest import REPO
+
+DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def _topological(stages: dict) -> list[str]:
+    """dvc.yaml's stages in an order where every stage comes after those whose outs it reads."""
+    outs = {name: [next(iter(o)) if isinstance(o, dict) else o for o in s.get("outs", []) + s.get("metrics", [])]
+            for name, s in stages.items()}
+    def needs(name):
+        return {other for other in stages for dep in stages[name]["deps"] for out in outs[other]
+                if other != name and (dep.startswith(out.rstrip("/")) or out.startswith(dep.rstrip("/") + "/"))}
+    order = []
+    while len(order) < len(stages):
+        ready = [n for n in stages if n not in order and needs(n) <= set(order)]
+        assert ready, f"cycle among {set(stages) - set(order)}"
+        order.append(ready[0])
+    return order
+
+
+def test_dvc_stages_match_the_pipeline_in_order():
+    assert list(DVC) == list(STAGES)
+    assert _topological(DVC) == list(STAGES)
+    for name, stage in DVC.items():
+        assert stage["cmd"] == f"python -m pipeline {name}"
+        assert f"pipeline/{name}.py" in stage["deps"]
+        assert (REPO / "pipeline" / f"{name}.py").exists()
+
+
+def test_declared_params_exist():
+    for name, stage in DVC.items():
+        for dotted in stage.get("params", []):
+            node = PARAMS
+            for key in dotted.split("."):
+                assert key in node, f"{name}: params.yaml has no {dotted}"
+                node = node[key]
+
+
+def test_every_stage_has_a_run_function():
+    for name in STAGES:
+        tree = ast.parse((REPO / "pipeline" / f"{name}.py").read_text())
+        assert any(isinstance(n, ast.FunctionDef) and n.name == "run" for n in tree.body), name
+
+
+def test_flow_runs_the_stage_functions_in_dvc_order(monkeypatch):
+    from flows import full_pipeline as fp
+
+    calls = []
+    monkeypatch.setattr(fp, "stage_task", lambda name: (lambda params: calls.append((name, params))))
+    monkeypatch.setattr(fp, "get_run_logger", lambda: __import__("logging").getLogger("test"))
+    fp.full_pipeline.fn("p.yaml")
+    assert calls == [(name, "p.yaml") for name in DVC]
+
+
+def test_flows_never_import_torch():
+    for path in Path(REPO / "flows").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert not {m.split(".")[0] for m in names} & {"torch", "transformers", "peft"}, path
