@@ -15,7 +15,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from pipeline.config import Config, TinyModelConfig
@@ -42,7 +41,7 @@ class BaseResult:
 
 
 def qwen25_chat_template() -> str:
-    return resources.files("pipeline").joinpath("templates/qwen2_5.jinja").read_text("utf-8")
+    return (Path(__file__).parent / "templates" / "qwen2_5.jinja").read_text(encoding="utf-8")
 
 
 def build_tokenizer(texts: list[str], vocab_size: int):

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from transformers import ProgressCallback, TrainerCallback
+
 from pipeline import tracking
 from pipeline.config import Config
 from pipeline.io import atomic_dir, write_json
@@ -51,53 +53,54 @@ def lora_model(model, cfg: Config, tok):
         lora_alpha=t.lora.alpha,
         lora_dropout=t.lora.dropout,
         target_modules=targets if isinstance(targets, str) else list(targets),
+        # With tied embeddings peft wraps lm_head too, so the rows stay tied.
         trainable_token_indices=token_ids or None,
-        ensure_weight_tying=bool(token_ids) and model.config.tie_word_embeddings,
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lora)
 
 
-class _MlflowSteps:
-    """Trainer callback: buffers per-step logs and sends them to the active MLflow run."""
+class _MlflowSteps(TrainerCallback):
+    """Sends per-step loss / learning rate / grad norm to the active MLflow run, in batches."""
 
-    def __new__(cls, *args: Any, **kwargs: Any):  # subclass lazily: transformers is heavy
-        from transformers import TrainerCallback
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, dict[str, float]]] = []
 
-        class Callback(TrainerCallback):
-            def __init__(self) -> None:
-                self.rows: list[tuple[int, dict[str, float]]] = []
-
-            def on_log(self, args, state, control, logs=None, **kw):
-                if state.is_world_process_zero and logs:
-                    nums = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}
-                    self.rows.append((state.global_step, nums))
-                    if len(self.rows) >= 50:
-                        self.flush()
-
-            def on_train_end(self, args, state, control, **kw):
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            nums = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}
+            self.rows.append((state.global_step, nums))
+            if len(self.rows) >= 50:
                 self.flush()
 
-            def flush(self) -> None:
-                import mlflow
-                from mlflow.entities import Metric
+    def on_train_end(self, args, state, control, **kwargs):
+        self.flush()
 
-                now = int(time.time() * 1000)
-                metrics = [
-                    Metric(f"train/{k}" if not k.startswith("eval") else k, v, now, step)
-                    for step, nums in self.rows
-                    for k, v in nums.items()
-                ]
-                if metrics:
-                    mlflow.tracking.MlflowClient().log_batch(
-                        mlflow.active_run().info.run_id, metrics=metrics
-                    )
-                self.rows.clear()
+    def flush(self) -> None:
+        import mlflow
+        from mlflow.entities import Metric
 
-        return Callback(*args, **kwargs)
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(k if k.startswith("eval") else f"train/{k}", v, now, step)
+            for step, nums in self.rows
+            for k, v in nums.items()
+        ]
+        if metrics and mlflow.active_run():
+            mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics)
+        self.rows.clear()
+
+
+class _QuietProgress(ProgressCallback):
+    """The usual progress bar, with the loss as its postfix instead of a dict printed per step."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and self.training_bar is not None and logs and "loss" in logs:
+            self.training_bar.set_postfix(loss=f"{logs['loss']:.3f}", refresh=False)
 
 
 def _training_args(cfg: Config, output_dir: Path):
+    import torch
     from transformers import TrainingArguments
 
     t = cfg.train
@@ -122,6 +125,7 @@ def _training_args(cfg: Config, output_dir: Path):
         report_to="none",
         remove_unused_columns=True,
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
 
 
@@ -164,6 +168,8 @@ def run(cfg: Config) -> TrainResult:
             data_collator=DataCollatorForSeq2Seq(tok, padding="longest", label_pad_token_id=-100),
             callbacks=[_MlflowSteps()],
         )
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(_QuietProgress())
         start = time.perf_counter()
         result = trainer.train()
         seconds = time.perf_counter() - start

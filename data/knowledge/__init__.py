@@ -13,6 +13,15 @@ import importlib
 
 MODULES: tuple[str, ...] = (
     "neike",
+    "shenjing",
+    "jingshen",
+    "waike",
+    "guke",
+    "miniao",
+    "erke",
+    "fuchan",
+    "pifu",
+    "wuguan",
 )
 
 CONDITIONS: list[dict] = []
