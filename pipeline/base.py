@@ -82,12 +82,33 @@ def _corpus(rows: list[dict]) -> list[str]:
     return ["\n".join(t["content"] for t in row["conversations"]) for row in rows]
 
 
-def _packed_blocks(tok, docs: list[str], block: int):
+def _chat_warmup(tok, rows: list[dict], count: int) -> list[str]:
+    """Generic ChatML exercises ("repeat this sentence") rendered by the model's own template.
+
+    A real instruct model knows its chat scaffolding (system prompt, role tokens, stopping at
+    <|im_end|>) before anyone fine-tunes it; these teach the tiny base the same, and nothing of
+    the medical question-to-answer task, which stays for the LoRA stage to learn.
+    """
+    docs = []
+    for row in rows[:count]:
+        sentence = row["conversations"][-1]["content"].split("。")[0][:24]
+        chat = [{"role": "user", "content": f"请复述：{sentence}"},
+                {"role": "assistant", "content": sentence}]
+        docs.append(tok.apply_chat_template(chat, tokenize=False))
+    return docs
+
+
+def _packed_blocks(docs: list[list[int]], eot: int, block: int, gen):
+    """Documents in a fresh random order, joined by <|endoftext|> and cut into equal blocks.
+
+    Re-packing every epoch matters: with a fixed packing the model can memorize each answer
+    from whatever document happens to precede it instead of from its own question.
+    """
     import torch
 
     ids: list[int] = []
-    for doc in docs:
-        ids += tok(doc, add_special_tokens=False)["input_ids"] + [tok.pad_token_id]
+    for i in torch.randperm(len(docs), generator=gen).tolist():
+        ids += docs[i] + [eot]
     n = len(ids) // block
     return torch.tensor(ids[: n * block]).view(n, block)
 
@@ -115,13 +136,14 @@ def _new_model(tok, t: TinyModelConfig):
     return model
 
 
-def pretrain(model, blocks, t: TinyModelConfig) -> float:
-    """Full-parameter causal-LM training on packed blocks; returns the last epoch's mean loss."""
+def pretrain(model, docs: list[list[int]], eot: int, t: TinyModelConfig) -> float:
+    """Full-parameter causal-LM training on re-packed blocks; returns the last epoch's mean loss."""
     import torch
     from tqdm.auto import tqdm
 
     gen = torch.Generator().manual_seed(t.seed)
-    steps = t.epochs * math.ceil(len(blocks) / t.batch_size)
+    per_epoch = math.ceil((sum(map(len, docs)) + len(docs)) // t.block_size / t.batch_size)
+    steps = t.epochs * per_epoch
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=0.01)
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -132,8 +154,7 @@ def pretrain(model, blocks, t: TinyModelConfig) -> float:
     epoch_loss = float("nan")
     for _ in range(t.epochs):
         losses = []
-        for idx in torch.randperm(len(blocks), generator=gen).split(t.batch_size):
-            batch = blocks[idx]
+        for batch in _packed_blocks(docs, eot, t.block_size, gen).split(t.batch_size):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=t.bf16):
                 loss = model(input_ids=batch, labels=batch).loss
             loss.backward()
@@ -161,7 +182,9 @@ def build_tiny_base(train_rows: list[dict], t: TinyModelConfig, out: Path) -> Ba
     rendered = [tok.apply_chat_template(r["conversations"], tokenize=False) for r in train_rows]
     tok = build_tokenizer(docs + rendered, t.vocab_size)
     model = _new_model(tok, t)
-    loss = pretrain(model, _packed_blocks(tok, docs, t.block_size), t)
+    docs += _chat_warmup(tok, train_rows, t.chat_warmup)
+    ids = [tok(doc, add_special_tokens=False)["input_ids"] for doc in docs]
+    loss = pretrain(model, ids, tok.pad_token_id, t)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)

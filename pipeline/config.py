@@ -59,6 +59,7 @@ class TinyModelConfig(_Section):
     lr: float = Field(gt=0)
     seed: int
     bf16: bool
+    chat_warmup: int = Field(ge=0)  # generic ChatML exercises mixed into pretraining
 
     @model_validator(mode="after")
     def _heads_divide(self) -> TinyModelConfig:
