@@ -61,7 +61,7 @@ def test_flow_runs_every_stage_and_registers_a_champion(tmp_path, prefect_harnes
     assert int(v1.version) == int(client.get_model_version_by_alias(name, "challenger").version) == 1
     assert v1.tags["gate.promote"] == "True"
     run = client.get_run(v1.run_id)
-    assert run.data.params["train.lora.r"] == "16"
+    assert run.data.params["train.lora.r"] == str(cfg.train.lora.r)
     assert any(k.startswith("eval/adapter/") for k in run.data.metrics)
     assert len(client.get_metric_history(v1.run_id, "train/loss")) >= 2
 
