@@ -14,6 +14,7 @@ import importlib
 import os
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from pipeline import STAGES
@@ -40,7 +41,18 @@ def full_pipeline(params_path: str = "params.yaml") -> list[str]:
     for name in STAGES:
         logger.info("stage %s", name)
         results.append(stage_task(name)(params_path))
+        if name == "evaluate":
+            attach_report(params_path)
     return results
+
+
+def attach_report(params_path: str) -> None:
+    """The evaluation report (metrics, gate verdict, side-by-side answers) on the flow run."""
+    report = load_config(params_path).paths.reports / "eval_report.md"
+    create_markdown_artifact(
+        key="evaluation-report", markdown=report.read_text(encoding="utf-8"),
+        description="base vs champion vs challenger on the held-out test split",
+    )
 
 
 def main() -> None:

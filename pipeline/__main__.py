@@ -46,6 +46,15 @@ def _parser() -> argparse.ArgumentParser:
     chat = sub.add_parser("chat", help="answer a question with the registered champion")
     chat.add_argument("question")
     chat.add_argument("--alias", default="champion", help="registry alias (default: %(default)s)")
+    reg = sub.add_parser("registry", help="list, promote, roll back, show lineage")
+    reg.add_argument("action", choices=["list", "promote", "rollback", "lineage"])
+    reg.add_argument("version", nargs="?")
+    reg.add_argument("--force", action="store_true", help="promote although the gate failed")
+    reg.add_argument("--reason", help="why a forced promotion is needed (recorded)")
+    export = sub.add_parser("export", help="merge a registered adapter into a 16-bit base")
+    export.add_argument("version")
+    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     return p
 
 
@@ -65,6 +74,14 @@ def _dispatch(args: argparse.Namespace) -> None:
         from pipeline import chat
 
         print(chat.run(cfg, args.question, args.alias))
+    elif args.command == "registry":
+        from pipeline import registry
+
+        print(registry.main(cfg, args.action, args.version, args.force, args.reason))
+    elif args.command == "export":
+        from pipeline import export
+
+        print(export.run(cfg, args.version, args.out, args.dtype))
     elif args.command == "validate" and args.files:
         from pipeline import validate
 

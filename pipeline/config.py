@@ -102,16 +102,22 @@ class TrainConfig(_Section):
     quantization: QuantConfig
 
 
-class EvaluateConfig(_Section):
-    max_new_tokens: int = Field(gt=0)
-    batch_size: int = Field(gt=0)
-    max_samples: int = Field(ge=0)  # 0: the whole test split
-
-
 class GateConfig(_Section):
     min_rouge_l_gain: float  # challenger ROUGE-L minus base ROUGE-L must be at least this
     min_bleu4_gain: float
     max_loss_ratio: float = Field(gt=0)  # challenger answer loss / base answer loss at most this
+    max_rouge_l_regression: float  # champion ROUGE-L minus challenger ROUGE-L at most this
+    min_stop_rate: float = Field(ge=0, le=1)
+    max_template_leak_rate: float = Field(ge=0, le=1)
+    max_identity_rate: float = Field(ge=0, le=1)
+
+
+class EvaluateConfig(_Section):
+    max_new_tokens: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    max_samples: int = Field(ge=0)  # 0: the whole test split
+    report_samples: int = Field(ge=0)  # side-by-side answers shown in the report
+    gate: GateConfig
 
 
 class RegisterConfig(_Section):
@@ -119,7 +125,6 @@ class RegisterConfig(_Section):
     experiment: str = Field(min_length=1)
     tracking_uri: str  # MLFLOW_TRACKING_URI overrides it
     artifact_location: str  # relative paths are resolved against the project root
-    gate: GateConfig
 
 
 class Config(_Section):

@@ -14,6 +14,7 @@ class Answer:
     text: str
     stopped: bool  # an end token came within the token budget
     new_tokens: int
+    raw: str = ""  # decoded with special tokens kept (template leaks show here)
 
 
 def stop_ids(tok) -> list[int]:
@@ -48,7 +49,7 @@ def generate(model, tok, spec: ModelSpec, histories: list[list[dict[str, str]]],
             cut = next((j for j, t in enumerate(row) if t in stops), None)
             body = row if cut is None else row[:cut]
             answers.append(Answer(tok.decode(body, skip_special_tokens=True).strip(),
-                                  cut is not None, len(body)))
+                                  cut is not None, len(body), tok.decode(body)))
     return answers
 
 

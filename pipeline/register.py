@@ -1,63 +1,37 @@
-"""Stage `register`: log the adapter as an MLflow model, register a new version, gate it.
+"""Stage `register`: log the adapter as an MLflow model, register a new version, act on the gate.
 
     python -m pipeline register
 
-Every new version gets the alias `challenger`. `champion` moves to it only when the evaluation
-beats the base by the margins in `register.gate`; the decision, each rule's value and verdict
-are logged on the run (gate_decision.json), set as tags on the version and written to
-reports/registration.json. A refused adapter is still registered (so it can be inspected), but
-the champion does not move.
+Every new version gets the alias `challenger`. `champion` moves to it only when the gate that
+`evaluate` decided (reports/gate.json) passed; each rule's value and verdict are set as tags on
+the version, and lineage tags record what made it: git commit, data / adapter / params hashes,
+base model and revision, tokenizer and chat-template fingerprint, library versions, and the
+validation report logged on the run. A refused version stays registered for inspection.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
+from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
-from pipeline import tracking
-from pipeline.config import Config, GateConfig
+import yaml
+
+from pipeline import registry, tracking
+from pipeline.config import Config
 from pipeline.io import write_json
 from pipeline.modeling import ModelSpec
 
 log = logging.getLogger(__name__)
 
-CHAMPION, CHALLENGER = "champion", "challenger"
-
-
-@dataclass(frozen=True)
-class GateRule:
-    rule: str
-    value: float
-    threshold: float
-    passed: bool
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    promote: bool
-    rules: tuple[GateRule, ...]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"promote": self.promote, "rules": [asdict(r) for r in self.rules]}
-
-
-def decide(metrics: dict[str, dict[str, float]], gate: GateConfig) -> GateDecision:
-    """Compare the adapter with the base under the gate's margins."""
-    base, new = metrics["base"], metrics["adapter"]
-    rouge_gain = new["rouge_l"] - base["rouge_l"]
-    bleu_gain = new["bleu4"] - base["bleu4"]
-    loss_ratio = new["answer_loss"] / base["answer_loss"] if base["answer_loss"] > 0 else float("inf")
-    rules = (
-        GateRule("rouge_l_gain", round(rouge_gain, 5), gate.min_rouge_l_gain, rouge_gain >= gate.min_rouge_l_gain),
-        GateRule("bleu4_gain", round(bleu_gain, 5), gate.min_bleu4_gain, bleu_gain >= gate.min_bleu4_gain),
-        GateRule("loss_ratio", round(loss_ratio, 5), gate.max_loss_ratio, loss_ratio <= gate.max_loss_ratio),
-    )
-    return GateDecision(all(r.passed for r in rules), rules)
+LIBRARIES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "safetensors", "mlflow",
+             "datasets", "great-expectations", "dvc")
 
 
 def _git_commit(root: Path) -> str:
@@ -65,11 +39,55 @@ def _git_commit(root: Path) -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
-def _requirements() -> list[str]:
-    from importlib.metadata import version
+def _sha256(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if f.is_file():
+                digest.update(f.relative_to(path if path.is_dir() else f.parent).as_posix().encode())
+                digest.update(f.read_bytes())
+    return digest.hexdigest()
 
-    names = ["torch", "transformers", "peft", "accelerate", "bitsandbytes", "safetensors", "mlflow"]
-    return [f"{n}=={version(n)}" for n in names]
+
+def _dvc_lock_hashes(root: Path) -> dict[str, str]:
+    """md5s that dvc.lock records for the pipeline's data and model paths (when it exists)."""
+    lock = root / "dvc.lock"
+    if not lock.exists():
+        return {}
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    found = {}
+    for stage in stages.values():
+        for entry in stage.get("deps", []) + stage.get("outs", []):
+            if entry.get("path") in ("data/raw", "data/split", "models/base", "models/adapter"):
+                found[entry["path"]] = entry.get("md5", "")
+    return found
+
+
+def lineage(cfg: Config) -> dict[str, str]:
+    """Tags that let a user trace and reproduce a version."""
+    paths = cfg.paths
+    tok_files = [paths.adapter_dir / n for n in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")]
+    tags = {
+        "git_commit": _git_commit(cfg.root),
+        "data_sha256": _sha256(paths.raw),
+        "train_split_sha256": _sha256(paths.split_file("train")),
+        "adapter_sha256": _sha256(paths.adapter_dir / "adapter_model.safetensors"),
+        "params_sha256": hashlib.sha256(
+            json.dumps(cfg.model_dump(mode="json", by_alias=True), sort_keys=True).encode()).hexdigest(),
+        "base_model": cfg.model.base,
+        "base_revision": cfg.model.revision if not cfg.uses_builtin_base
+        else "built:" + _sha256(paths.base_dir / "model.safetensors")[:16],
+        "tokenizer_sha256": _sha256(*[f for f in tok_files if f.exists()]),
+        "libraries": ", ".join(f"{n}=={dist_version(n)}" for n in LIBRARIES),
+    }
+    tags |= {f"dvc_md5.{p}": md5 for p, md5 in _dvc_lock_hashes(cfg.root).items()}
+    return tags
+
+
+def _requirements() -> list[str]:
+    """What the pyfunc model needs to load (a subset of LIBRARIES, pinned as installed)."""
+    names = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "safetensors", "mlflow")
+    return [f"{n}=={dist_version(n)}" for n in names]
 
 
 def _log_model(cfg: Config, registered_name: str):
@@ -97,31 +115,33 @@ def _log_model(cfg: Config, registered_name: str):
 
 def run(cfg: Config) -> dict[str, Any]:
     import mlflow
-    from mlflow import MlflowClient
 
     paths = cfg.paths
-    metrics = json.loads((paths.reports / "metrics.json").read_text())
-    decision = decide(metrics, cfg.register_.gate)
+    gate = json.loads((paths.reports / "gate.json").read_text())
     name = cfg.register_.model_name
+    tags = {f"lineage.{k}": v for k, v in lineage(cfg).items()}
     with tracking.resume_run(cfg) as active:
-        mlflow.log_dict(decision.as_dict(), "gate_decision.json")
-        mlflow.set_tags({"gate.promote": str(decision.promote), "git_commit": _git_commit(cfg.root)})
+        summary = paths.reports / "validation" / "summary.json"
+        if summary.exists():
+            mlflow.log_artifact(str(summary), artifact_path="validation")
+            tags["lineage.validation_report"] = f"runs:/{active.info.run_id}/validation/summary.json"
+        mlflow.set_tags({"gate.promote": str(gate["promote"]), **tags})
         info = _log_model(cfg, name)
         version = str(info.registered_model_version)
-        client = MlflowClient()
-        client.set_registered_model_alias(name, CHALLENGER, version)
-        tags = {"gate.promote": str(decision.promote), "base_model": cfg.model.base,
-                "base_revision": cfg.model.revision, "run_id": active.info.run_id}
-        tags |= {f"gate.{r.rule}": f"{r.value} ({'pass' if r.passed else 'fail'}; threshold {r.threshold})" for r in decision.rules}
+        c = registry.client(cfg)
+        c.set_registered_model_alias(name, registry.CHALLENGER, version)
+        tags |= {"gate.promote": str(gate["promote"]), "run_id": active.info.run_id}
+        tags |= {f"gate.{r['rule']}": f"{r['value']} ({'pass' if r['passed'] else 'fail'}; "
+                 f"{'>=' if r['kind'] == 'min' else '<='} {r['threshold']})" for r in gate["rules"]}
         for key, value in tags.items():
-            client.set_model_version_tag(name, version, key, value)
-        if decision.promote:
-            client.set_registered_model_alias(name, CHAMPION, version)
-    failed = [r.rule for r in decision.rules if not r.passed]
-    verdict = "promoted to champion" if decision.promote else f"NOT promoted (failed: {', '.join(failed)})"
+            c.set_model_version_tag(name, version, key, value)
+        if gate["promote"]:
+            registry.set_champion(c, name, version)
+    failed = [r["rule"] for r in gate["rules"] if not r["passed"]]
+    verdict = "promoted to champion" if gate["promote"] else f"NOT promoted (failed: {', '.join(failed)})"
     log.info("register: %s version %s %s", name, version, verdict)
     result = {"model_name": name, "version": int(version), "run_id": active.info.run_id,
-              "aliases": [CHALLENGER] + ([CHAMPION] if decision.promote else []),
-              "decision": decision.as_dict()}
+              "aliases": [registry.CHALLENGER] + ([registry.CHAMPION] if gate["promote"] else []),
+              "gate": gate}
     write_json(paths.reports / "registration.json", result)
     return result

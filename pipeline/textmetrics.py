@@ -1,10 +1,14 @@
 """Chinese text metrics, computed here because MLflow's ROUGE drops non-ASCII text.
 
-Conventions (also in the README):
-- tokenization: characters, after removing all whitespace; punctuation is kept;
-- ROUGE-L: F1 (beta = 1) of the longest common subsequence of characters, per answer, averaged;
+Conventions (also in the README and the evaluation report):
+- character tokens: every non-whitespace character, punctuation kept;
+- word tokens: jieba's default (accurate-mode) segmentation, whitespace tokens dropped, as
+  LLaMA-Factory reports ROUGE for Chinese;
+- ROUGE-N / ROUGE-L: F1 (beta = 1) of n-gram overlap / of the longest common subsequence,
+  per answer, averaged over answers (no stemming, no stop words);
 - BLEU-4: per answer, uniform weights over character 1- to 4-grams, clipped precisions with
   add-one smoothing for n >= 2 (Lin & Och 2004), times the brevity penalty; averaged.
+- repetition: per answer, the share of character 4-grams that repeat an earlier one.
 """
 
 from __future__ import annotations
@@ -17,6 +21,15 @@ def chars(text: str) -> list[str]:
     return [c for c in text if not c.isspace()]
 
 
+def words(text: str) -> list[str]:
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    return [w for w in jieba.lcut(text) if w.strip()]
+
+
 def _lcs(a: list[str], b: list[str]) -> int:
     prev = [0] * (len(b) + 1)
     for x in a:
@@ -27,15 +40,25 @@ def _lcs(a: list[str], b: list[str]) -> int:
     return prev[-1]
 
 
-def rouge_l(prediction: str, reference: str) -> float:
-    p, r = chars(prediction), chars(reference)
+def _f1(match: int, n_pred: int, n_ref: int) -> float:
+    if match == 0:
+        return 0.0
+    precision, recall = match / n_pred, match / n_ref
+    return 2 * precision * recall / (precision + recall)
+
+
+def rouge_n(prediction: str, reference: str, n: int, tokenize=chars) -> float:
+    p, r = _ngrams(tokenize(prediction), n), _ngrams(tokenize(reference), n)
     if not p or not r:
         return 0.0
-    lcs = _lcs(p, r)
-    if lcs == 0:
+    return _f1(sum((p & r).values()), sum(p.values()), sum(r.values()))
+
+
+def rouge_l(prediction: str, reference: str, tokenize=chars) -> float:
+    p, r = tokenize(prediction), tokenize(reference)
+    if not p or not r:
         return 0.0
-    precision, recall = lcs / len(p), lcs / len(r)
-    return 2 * precision * recall / (precision + recall)
+    return _f1(_lcs(p, r), len(p), len(r))
 
 
 def _ngrams(tokens: list[str], n: int) -> Counter:
@@ -59,6 +82,18 @@ def bleu4(prediction: str, reference: str) -> float:
             log_sum += math.log((match + 1) / (total + 1))
     brevity = 1.0 if len(p) > len(r) else math.exp(1 - len(r) / len(p))
     return brevity * math.exp(log_sum / 4)
+
+
+def repetition(text: str, n: int = 4) -> float:
+    grams = [tuple(text[i : i + n]) for i in range(len(text) - n + 1)]
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def mean(values: list[float]) -> float:

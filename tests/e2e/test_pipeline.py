@@ -8,14 +8,18 @@ import os
 import pytest
 
 from pipeline.config import load_config
-from pipeline.errors import DataValidationError
+from pipeline.errors import DataValidationError, RegistryError
 from tests.conftest import REPO, TINY_OVERRIDES, make_project, read_rows
 
 pytestmark = pytest.mark.slow
 PERMISSIVE_GATE = {
-    "register.gate.min_rouge_l_gain": -1.0,
-    "register.gate.min_bleu4_gain": -1.0,
-    "register.gate.max_loss_ratio": 100.0,
+    "evaluate.gate.min_rouge_l_gain": -1.0,
+    "evaluate.gate.min_bleu4_gain": -1.0,
+    "evaluate.gate.max_loss_ratio": 100.0,
+    "evaluate.gate.min_stop_rate": 0.0,
+    "evaluate.gate.max_template_leak_rate": 1.0,
+    "evaluate.gate.max_identity_rate": 1.0,
+    "evaluate.gate.max_rouge_l_regression": 1.0,
 }
 
 
@@ -39,9 +43,32 @@ def _registry(cfg):
     return mlflow.MlflowClient()
 
 
-def test_flow_runs_every_stage_and_registers_a_champion(tmp_path, prefect_harness, monkeypatch):
+def _report_tables(path) -> dict[str, list[list[str]]]:
+    """Parse the HTML report's tables (class -> rows of cell texts) with the standard library."""
+    from html.parser import HTMLParser
+
+    tables: dict[str, list[list[str]]] = {}
+
+    class Parser(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.table = tables.setdefault(dict(attrs)["class"], [])
+            elif tag == "tr":
+                self.table.append([])
+            elif tag in ("td", "th"):
+                self.table[-1].append("")
+
+        def handle_data(self, data):
+            if getattr(self, "table", None) and self.table and self.table[-1]:
+                self.table[-1][-1] += data
+
+    Parser().feed(path.read_text(encoding="utf-8"))
+    return tables
+
+
+def test_flow_registers_gates_promotes_and_rolls_back(tmp_path, prefect_harness, monkeypatch):
     from flows.full_pipeline import full_pipeline
-    from pipeline import chat, register
+    from pipeline import chat, evaluate, register, registry, train
 
     rows = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:80]
     root = make_project(tmp_path / "p", rows, {**TINY_OVERRIDES, **PERMISSIVE_GATE})
@@ -50,8 +77,8 @@ def test_flow_runs_every_stage_and_registers_a_champion(tmp_path, prefect_harnes
 
     cfg = load_config(root / "params.yaml")
     metrics = json.loads((cfg.paths.reports / "metrics.json").read_text())
-    assert set(metrics) == {"base", "adapter"}
-    assert metrics["adapter"]["answer_loss"] < metrics["base"]["answer_loss"]
+    assert set(metrics) == {"base", "challenger"}  # no champion yet: two-way
+    assert metrics["challenger"]["answer_loss"] < metrics["base"]["answer_loss"]
     assert (cfg.paths.adapter_dir / "adapter_model.safetensors").exists()
     assert (cfg.paths.reports / "train_loss.tsv").read_text().startswith("step\tloss")
 
@@ -60,21 +87,63 @@ def test_flow_runs_every_stage_and_registers_a_champion(tmp_path, prefect_harnes
     v1 = client.get_model_version_by_alias(name, "champion")
     assert int(v1.version) == int(client.get_model_version_by_alias(name, "challenger").version) == 1
     assert v1.tags["gate.promote"] == "True"
+    assert v1.tags["lineage.base_model"] == "tiny-qwen" and len(v1.tags["lineage.adapter_sha256"]) == 64
+    assert v1.tags["lineage.validation_report"].endswith("validation/summary.json")
     run = client.get_run(v1.run_id)
     assert run.data.params["train.lora.r"] == str(cfg.train.lora.r)
-    assert any(k.startswith("eval/adapter/") for k in run.data.metrics)
+    assert any(k.startswith("eval/challenger/") for k in run.data.metrics)
     assert len(client.get_metric_history(v1.run_id, "train/loss")) >= 2
+    from prefect.artifacts import Artifact
 
-    answer = chat.run(cfg, "感冒有什么症状？")
-    assert answer.startswith("### 用户:\n感冒有什么症状？\n\n### 医生:\n")
+    artifact = Artifact.get("evaluation-report")
+    assert artifact is not None and "# Evaluation report" in artifact.data
+    first_answer = chat.run(cfg, "感冒有什么症状？")
+    assert first_answer.startswith("### 用户:\n感冒有什么症状？\n\n### 医生:\n")
 
-    # A stricter gate: the next version is registered as challenger, the champion stays.
-    strict = load_config(root / "params.yaml", {"register.gate.min_rouge_l_gain": 2.0})
-    result = register.run(strict)
-    assert result["version"] == 2 and result["decision"]["promote"] is False
+    # A deliberately degraded run (learning rate 0: the adapter is the base) under the real
+    # gate: registered as challenger, refused, and the champion does not move.
+    degraded = load_config(root / "params.yaml", {"train.lr": 0.0, "evaluate.gate.min_rouge_l_gain": 0.03,
+                                                   "evaluate.gate.max_loss_ratio": 0.98})
+    for stage in (train, evaluate, register):
+        result = stage.run(degraded)
+    assert result["version"] == 2 and result["gate"]["promote"] is False
+    assert "rouge_l_gain_over_base" in [r["rule"] for r in result["gate"]["rules"] if not r["passed"]]
     assert int(client.get_model_version_by_alias(name, "challenger").version) == 2
     assert int(client.get_model_version_by_alias(name, "champion").version) == 1
     assert client.get_model_version(name, "2").tags["gate.promote"] == "False"
+
+    # The three-way report: base, champion (version 1) and challenger, side by side.
+    tables = _report_tables(cfg.paths.reports / "eval_report.html")
+    assert tables["metrics"][0] == ["metric", "base", "champion", "challenger"]
+    assert {row[0] for row in tables["metrics"]} >= {"rouge_l", "bleu4", "word_rouge_l", "stop_rate"}
+    assert tables["samples"][0] == ["question", "reference", "base", "champion", "challenger"]
+    assert len(tables["samples"]) > 1 and all(len(r) == 5 for r in tables["samples"])
+
+    # Promotion of a refused version needs --force and a reason; roll back restores version 1.
+    with pytest.raises(RegistryError, match="failed its gate"):
+        registry.promote(cfg, "2")
+    registry.promote(cfg, "2", force=True, reason="test of the rollback")
+    assert int(client.get_model_version_by_alias(name, "champion").version) == 2
+    assert client.get_model_version(name, "2").tags["forced_promotion_reason"] == "test of the rollback"
+    assert "version 2 to version 1" in registry.rollback(cfg)
+    assert int(client.get_model_version_by_alias(name, "champion").version) == 1
+    assert chat.run(cfg, "感冒有什么症状？") == first_answer
+    # Export merges the champion into a plain HF model that answers the same without PEFT.
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pipeline import export
+    from pipeline.generation import generate
+    from pipeline.modeling import ModelSpec
+
+    out = export.run(cfg, "1", tmp_path / "exported", dtype="float32")
+    merged = AutoModelForCausalLM.from_pretrained(out, use_safetensors=True)
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+    [answer] = generate(merged, AutoTokenizer.from_pretrained(out), ModelSpec.from_config(cfg),
+                        [[{"role": "user", "content": "感冒有什么症状？"}]], 512)
+    assert first_answer.endswith(answer.text)
+    listed = registry.list_versions(cfg)
+    assert [(r["version"], r["gate"]) for r in listed] == [(1, "pass"), (2, "fail")]
+    assert "champion" in listed[0]["aliases"]
 
 
 def test_bad_data_stops_the_flow_before_anything_trains(tmp_path, prefect_harness, monkeypatch):

@@ -27,5 +27,5 @@ def test_quantized_lora_trains_and_evaluates(tmp_path, monkeypatch, mode):
     config = json.loads((cfg.paths.adapter_dir / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA" and config["r"] == 64
     result = evaluate.run(cfg)
-    assert set(result.metrics) == {"base", "adapter"}
-    assert result.metrics["adapter"]["answer_loss"] < result.metrics["base"]["answer_loss"]
+    assert set(result.metrics) == {"base", "challenger"}
+    assert result.metrics["challenger"]["answer_loss"] < result.metrics["base"]["answer_loss"]

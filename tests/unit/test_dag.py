@@ -57,8 +57,10 @@ def test_flow_runs_the_stage_functions_in_dvc_order(monkeypatch):
     calls = []
     monkeypatch.setattr(fp, "stage_task", lambda name: (lambda params: calls.append((name, params))))
     monkeypatch.setattr(fp, "get_run_logger", lambda: __import__("logging").getLogger("test"))
+    monkeypatch.setattr(fp, "attach_report", lambda params: calls.append(("attach_report", params)))
     fp.full_pipeline.fn("p.yaml")
-    assert calls == [(name, "p.yaml") for name in DVC]
+    assert [c for c in calls if c[0] != "attach_report"] == [(name, "p.yaml") for name in DVC]
+    assert calls.index(("attach_report", "p.yaml")) == list(DVC).index("evaluate") + 1
 
 
 def test_flows_never_import_torch():
