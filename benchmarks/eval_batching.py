@@ -32,8 +32,10 @@ def main() -> None:
     model, tok = load_with_adapter(spec, cfg.paths.adapter_dir)
     rows = read_jsonl(cfg.paths.split_file("test"))
     histories = [r["conversations"][:-1] for r in rows]
-    print(f"model: {spec.source} + adapter; {len(histories)} test questions; "
-          f"max_new_tokens {args.max_new_tokens}; torch threads {torch.get_num_threads()}")
+    print(
+        f"model: {spec.source} + adapter; {len(histories)} test questions; "
+        f"max_new_tokens {args.max_new_tokens}; torch threads {torch.get_num_threads()}"
+    )
     results = {}
     for batch in (1, args.batch_size):
         start = time.perf_counter()
@@ -43,10 +45,19 @@ def main() -> None:
         print(f"batch {batch:>3}: {seconds:7.2f} s  {len(answers) / seconds:6.2f} answers/s")
     one, many = results[1][0], results[args.batch_size][0]
     differ = [i for i, (a, b) in enumerate(zip(one, many, strict=True)) if a.text != b.text]
-    print(f"answers that differ: {len(differ)} of {len(one)}"
-          + (f" (ids {[rows[i]['id'] for i in differ]}; left padding changes float summation order, "
-             "which can flip a near-tie in greedy decoding)" if differ else ""))
-    print(f"speed-up (batch {args.batch_size} vs 1): {results[1][1] / results[args.batch_size][1]:.2f}x")
+    print(
+        f"answers that differ: {len(differ)} of {len(one)}"
+        + (
+            f" (ids {[rows[i]['id'] for i in differ]}; left padding changes float summation order, "
+            "which can flip a near-tie in greedy decoding)"
+            if differ
+            else ""
+        )
+    )
+    print(
+        f"speed-up (batch {args.batch_size} vs 1): "
+        f"{results[1][1] / results[args.batch_size][1]:.2f}x"
+    )
 
 
 if __name__ == "__main__":

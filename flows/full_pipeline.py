@@ -50,7 +50,8 @@ def attach_report(params_path: str) -> None:
     """The evaluation report (metrics, gate verdict, side-by-side answers) on the flow run."""
     report = load_config(params_path).paths.reports / "eval_report.md"
     create_markdown_artifact(
-        key="evaluation-report", markdown=report.read_text(encoding="utf-8"),
+        key="evaluation-report",
+        markdown=report.read_text(encoding="utf-8"),
         description="base vs champion vs challenger on the held-out test split",
     )
 

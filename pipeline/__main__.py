@@ -34,15 +34,27 @@ OFFLINE_DEFAULTS = {
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.split("\n")[0])
-    p.add_argument("-p", "--params", default="params.yaml", help="params file (default: %(default)s)")
-    p.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one param, e.g. -S train.lr=1e-4 (repeatable)")
+    p.add_argument(
+        "-p", "--params", default="params.yaml", help="params file (default: %(default)s)"
+    )
+    p.add_argument(
+        "-S",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one param, e.g. -S train.lr=1e-4 (repeatable)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     for stage in STAGES:
         sp = sub.add_parser(stage, help=f"run the {stage} stage")
         if stage == "validate":
-            sp.add_argument("files", nargs="*", type=Path,
-                            help="check these files only (writes nothing); default: the stage")
+            sp.add_argument(
+                "files",
+                nargs="*",
+                type=Path,
+                help="check these files only (writes nothing); default: the stage",
+            )
     chat = sub.add_parser("chat", help="answer a question with the registered champion")
     chat.add_argument("question")
     chat.add_argument("--alias", default="champion", help="registry alias (default: %(default)s)")
@@ -96,7 +108,9 @@ def _dispatch(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     for key, value in OFFLINE_DEFAULTS.items():
         os.environ.setdefault(key, value)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("great_expectations", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = _parser().parse_args(argv)

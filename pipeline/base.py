@@ -92,8 +92,10 @@ def _chat_warmup(tok, rows: list[dict], count: int) -> list[str]:
     docs = []
     for row in rows[:count]:
         sentence = row["conversations"][-1]["content"].split("。")[0][:24]
-        chat = [{"role": "user", "content": f"请复述：{sentence}"},
-                {"role": "assistant", "content": sentence}]
+        chat = [
+            {"role": "user", "content": f"请复述：{sentence}"},
+            {"role": "assistant", "content": sentence},
+        ]
         docs.append(tok.apply_chat_template(chat, tokenize=False))
     return docs
 
@@ -196,7 +198,9 @@ def run(cfg: Config) -> BaseResult:
     paths = cfg.paths
     if not cfg.uses_builtin_base:
         with atomic_dir(paths.base_dir) as tmp:
-            write_json(tmp / "reference.json", {"base": cfg.model.base, "revision": cfg.model.revision})
+            write_json(
+                tmp / "reference.json", {"base": cfg.model.base, "revision": cfg.model.revision}
+            )
         log.info("base: using %s@%s; nothing to build", cfg.model.base, cfg.model.revision)
         write_json(paths.reports / "base.json", {"built": False})
         return BaseResult(paths.base_dir, built=False)
@@ -214,6 +218,9 @@ def run(cfg: Config) -> BaseResult:
     )
     log.info(
         "base: %d parameters, vocab %d, pretrain loss %.3f in %.0f s",
-        result.parameters, result.vocab_size, result.final_loss, result.seconds,
+        result.parameters,
+        result.vocab_size,
+        result.final_loss,
+        result.seconds,
     )
     return result

@@ -149,7 +149,7 @@ class Config(_Section):
 
 @dataclass(frozen=True)
 class Paths:
-    """Every file a stage reads or writes, relative to the project root (dvc.yaml names them too)."""
+    """Every file a stage reads or writes, under the project root (dvc.yaml names them too)."""
 
     root: Path
 
@@ -197,7 +197,9 @@ def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def load_config(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Config:
+def load_config(
+    path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None
+) -> Config:
     """Read params.yaml, apply dotted overrides (`{"train.lr": 1e-4}`), validate, freeze."""
     path = Path(path).resolve()
     try:

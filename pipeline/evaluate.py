@@ -31,13 +31,21 @@ from pipeline.errors import DataValidationError
 from pipeline.gate import GateDecision, decide
 from pipeline.generation import Answer, answer_loss, generate
 from pipeline.io import read_jsonl, write_json, write_jsonl
-from pipeline.modeling import ModelSpec, chat_messages, load_model, load_tokenizer, load_with_adapter
+from pipeline.modeling import (
+    ModelSpec,
+    chat_messages,
+    load_model,
+    load_tokenizer,
+    load_with_adapter,
+)
 from pipeline.preprocess import encode
 
 log = logging.getLogger(__name__)
 
 TEMPLATE_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>")
-IDENTITY = re.compile(r"通义千问|我是\s*Qwen|I am Qwen|I'm Qwen|created by Alibaba|阿里云(开发|创建)", re.I)
+IDENTITY = re.compile(
+    r"通义千问|我是\s*Qwen|I am Qwen|I'm Qwen|created by Alibaba|阿里云(开发|创建)", re.I
+)
 
 
 @dataclass(frozen=True)
@@ -72,9 +80,12 @@ def score(answers: list[Answer], references: list[str], loss: dict[str, Any]) ->
         "word_rouge2": avg(lambda p, r: textmetrics.rouge_n(p, r, 2, textmetrics.words)),
         "word_rouge_l": avg(lambda p, r: textmetrics.rouge_l(p, r, textmetrics.words)),
         "stop_rate": round(textmetrics.mean([float(a.stopped) for a in answers]), 4),
-        "template_leak_rate": round(textmetrics.mean(
-            [float(any(t in a.raw for t in TEMPLATE_TOKENS)) for a in answers]), 4),
-        "identity_rate": round(textmetrics.mean([float(bool(IDENTITY.search(t))) for t in texts]), 4),
+        "template_leak_rate": round(
+            textmetrics.mean([float(any(t in a.raw for t in TEMPLATE_TOKENS)) for a in answers]), 4
+        ),
+        "identity_rate": round(
+            textmetrics.mean([float(bool(IDENTITY.search(t))) for t in texts]), 4
+        ),
         "repetition": round(textmetrics.mean([textmetrics.repetition(t) for t in texts]), 4),
         "answer_chars_p10": textmetrics.percentile(lengths, 0.1),
         "answer_chars_p50": textmetrics.percentile(lengths, 0.5),
@@ -86,7 +97,10 @@ def _loss(model, tok, spec: ModelSpec, rows: list[dict], cfg: Config) -> dict[st
     """Answer-token loss with this candidate's own tokenizer and template."""
     from datasets import Dataset
 
-    encoded = [encode(tok, chat_messages(spec, r["conversations"]), cfg.preprocess.max_seq_len) for r in rows]
+    encoded = [
+        encode(tok, chat_messages(spec, r["conversations"]), cfg.preprocess.max_seq_len)
+        for r in rows
+    ]
     return answer_loss(model, tok, Dataset.from_list(encoded), cfg.evaluate.batch_size)
 
 
@@ -98,7 +112,9 @@ def _candidate(name: str, spec: ModelSpec, adapter: Path | None, rows: list[dict
         model, tok = load_with_adapter(spec, adapter)
     histories, references = zip(*(_last_turn(r) for r in rows), strict=True)
     e = cfg.evaluate
-    answers = generate(model, tok, spec, list(histories), e.max_new_tokens, e.batch_size, progress=True)
+    answers = generate(
+        model, tok, spec, list(histories), e.max_new_tokens, e.batch_size, progress=True
+    )
     metrics = score(answers, list(references), _loss(model, tok, spec, rows, cfg))
     del model
     gc.collect()
@@ -108,15 +124,17 @@ def _candidate(name: str, spec: ModelSpec, adapter: Path | None, rows: list[dict
 def _champion(cfg: Config, into: Path) -> tuple[str, ModelSpec, Path] | None:
     """The registered champion's version, base spec and adapter, downloaded into `into`."""
     import mlflow
-
     from pipeline import registry
 
     c = registry.client(cfg)
     version = registry.champion_version(c, cfg.register_.model_name)
     if version is None:
         return None
-    local = Path(mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{cfg.register_.model_name}/{version}", dst_path=str(into)))
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{cfg.register_.model_name}/{version}", dst_path=str(into)
+        )
+    )
     spec = ModelSpec.load(local / "artifacts")
     if (local / "artifacts" / "base").exists():
         spec = replace(spec, source=str(local / "artifacts" / "base"))
@@ -129,7 +147,9 @@ def _test_rows(cfg: Config) -> list[dict]:
         rows = rows[: cfg.evaluate.max_samples]
     if not rows:
         raise DataValidationError(
-            f"{cfg.paths.split_file('test')}: the test split is empty; add data or raise split.test_fraction")
+            f"{cfg.paths.split_file('test')}: the test split is empty; "
+            "add data or raise split.test_fraction"
+        )
     return rows
 
 
@@ -152,18 +172,28 @@ def run(cfg: Config) -> EvaluateResult:
     decision = decide(metrics, cfg.evaluate.gate)
     champion_version = champion[0] if champion else None
     write_json(paths.reports / "metrics.json", metrics)
-    write_json(paths.reports / "gate.json", {**decision.as_dict(), "champion_version": champion_version})
+    write_json(
+        paths.reports / "gate.json", {**decision.as_dict(), "champion_version": champion_version}
+    )
     samples = [
-        {"id": r["id"], "question": _last_turn(r)[0][-1]["content"], "reference": _last_turn(r)[1],
-         **{name: answers[name][i].text for name in answers}}
+        {
+            "id": r["id"],
+            "question": _last_turn(r)[0][-1]["content"],
+            "reference": _last_turn(r)[1],
+            **{name: answers[name][i].text for name in answers},
+        }
         for i, r in enumerate(rows)
     ]
     write_jsonl(paths.reports / "eval_samples.jsonl", samples)
-    md, html = report.render(metrics, decision, samples[: cfg.evaluate.report_samples], champion_version)
+    md, html = report.render(
+        metrics, decision, samples[: cfg.evaluate.report_samples], champion_version
+    )
     (paths.reports / "eval_report.md").write_text(md, encoding="utf-8")
     (paths.reports / "eval_report.html").write_text(html, encoding="utf-8")
     with tracking.resume_run(cfg):
-        mlflow.log_metrics({f"eval/{who}/{k}": v for who, m in metrics.items() for k, v in m.items()})
+        mlflow.log_metrics(
+            {f"eval/{who}/{k}": v for who, m in metrics.items() for k, v in m.items()}
+        )
         mlflow.log_dict(decision.as_dict(), "gate_decision.json")
         for name in ("eval_samples.jsonl", "eval_report.md", "eval_report.html"):
             mlflow.log_artifact(str(paths.reports / name), artifact_path="evaluation")

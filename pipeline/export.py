@@ -23,13 +23,14 @@ log = logging.getLogger(__name__)
 
 def run(cfg: Config, version: str, out: Path, dtype: str = "bfloat16") -> Path:
     import mlflow
-
     from pipeline import registry
 
     registry.client(cfg)
     uri = f"models:/{cfg.register_.model_name}/{version}"
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)) / "artifacts"
+        local = (
+            Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)) / "artifacts"
+        )
         spec = replace(ModelSpec.load(local), quantization="none", dtype=dtype)
         if (local / "base").exists():
             spec = replace(spec, source=str(local / "base"))

@@ -44,9 +44,13 @@ def _rule(name: str, value: float, threshold: float, kind: str) -> GateRule:
 def decide(metrics: dict[str, dict[str, float]], gate: GateConfig) -> GateDecision:
     """Judge `metrics["challenger"]` against `metrics["base"]` and `metrics.get("champion")`."""
     base, new = metrics["base"], metrics["challenger"]
-    loss_ratio = new["answer_loss"] / base["answer_loss"] if base["answer_loss"] > 0 else float("inf")
+    loss_ratio = (
+        new["answer_loss"] / base["answer_loss"] if base["answer_loss"] > 0 else float("inf")
+    )
     rules = [
-        _rule("rouge_l_gain_over_base", new["rouge_l"] - base["rouge_l"], gate.min_rouge_l_gain, "min"),
+        _rule(
+            "rouge_l_gain_over_base", new["rouge_l"] - base["rouge_l"], gate.min_rouge_l_gain, "min"
+        ),
         _rule("bleu4_gain_over_base", new["bleu4"] - base["bleu4"], gate.min_bleu4_gain, "min"),
         _rule("loss_ratio_to_base", loss_ratio, gate.max_loss_ratio, "max"),
         _rule("stop_rate", new["stop_rate"], gate.min_stop_rate, "min"),
@@ -56,5 +60,7 @@ def decide(metrics: dict[str, dict[str, float]], gate: GateConfig) -> GateDecisi
     champion = metrics.get("champion")
     if champion:
         drop = champion["rouge_l"] - new["rouge_l"]
-        rules.append(_rule("rouge_l_regression_vs_champion", drop, gate.max_rouge_l_regression, "max"))
+        rules.append(
+            _rule("rouge_l_regression_vs_champion", drop, gate.max_rouge_l_regression, "max")
+        )
     return GateDecision(all(r.passed for r in rules), tuple(rules))

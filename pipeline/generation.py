@@ -24,8 +24,15 @@ def stop_ids(tok) -> list[int]:
     return sorted({vocab[n] for n in names if n in vocab})
 
 
-def generate(model, tok, spec: ModelSpec, histories: list[list[dict[str, str]]],
-             max_new_tokens: int, batch_size: int = 16, progress: bool = False) -> list[Answer]:
+def generate(
+    model,
+    tok,
+    spec: ModelSpec,
+    histories: list[list[dict[str, str]]],
+    max_new_tokens: int,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> list[Answer]:
     """Greedy answers to each history (ending with a user turn), left-padded in batches."""
     import torch
     from tqdm.auto import tqdm
@@ -40,16 +47,28 @@ def generate(model, tok, spec: ModelSpec, histories: list[list[dict[str, str]]],
     device = next(model.parameters()).device
     starts = range(0, len(prompts), batch_size)
     for i in tqdm(starts, desc="generate", unit="batch", disable=not progress):
-        enc = tok(prompts[i : i + batch_size], return_tensors="pt", padding=True,
-                  add_special_tokens=False).to(device)
+        enc = tok(
+            prompts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(device)
         with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 eos_token_id=stops, pad_token_id=tok.pad_token_id)
-        for row in out[:, enc["input_ids"].shape[1]:].tolist():
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=stops,
+                pad_token_id=tok.pad_token_id,
+            )
+        for row in out[:, enc["input_ids"].shape[1] :].tolist():
             cut = next((j for j, t in enumerate(row) if t in stops), None)
             body = row if cut is None else row[:cut]
-            answers.append(Answer(tok.decode(body, skip_special_tokens=True).strip(),
-                                  cut is not None, len(body), tok.decode(body)))
+            answers.append(
+                Answer(
+                    tok.decode(body, skip_special_tokens=True).strip(),
+                    cut is not None,
+                    len(body),
+                    tok.decode(body),
+                )
+            )
     return answers
 
 
@@ -67,13 +86,19 @@ def answer_loss(model, tok, dataset, batch_size: int = 16) -> dict[str, Any]:
         mask = torch.zeros_like(ids)
         for j, (x, y) in enumerate(zip(rows["input_ids"], rows["labels"], strict=True)):
             ids[j, : len(x)], labels[j, : len(y)], mask[j, : len(x)] = (
-                torch.tensor(x), torch.tensor(y), 1)
+                torch.tensor(x),
+                torch.tensor(y),
+                1,
+            )
         with torch.no_grad():
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
         shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:].to(device)
         total += torch.nn.functional.cross_entropy(
-            shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
-            ignore_index=-100, reduction="sum").item()
+            shift_logits.reshape(-1, shift_logits.shape[-1]),
+            shift_labels.reshape(-1),
+            ignore_index=-100,
+            reduction="sum",
+        ).item()
         count += int((shift_labels != -100).sum())
     loss = total / max(count, 1)
     return {"answer_loss": loss, "perplexity": math.exp(min(loss, 50)), "answer_tokens": count}

@@ -104,7 +104,10 @@ def run(cfg: Config) -> PreprocessResult:
             if stats[name]["truncated"]:
                 log.warning(
                     "preprocess: %d of %d %s conversations truncated to %d tokens",
-                    stats[name]["truncated"], len(ds), name, max_len,
+                    stats[name]["truncated"],
+                    len(ds),
+                    name,
+                    max_len,
                 )
     write_json(paths.reports / "preprocess.json", stats)
     log.info("preprocess: %s", {k: v for k, v in stats.items() if k != "max_seq_len"})

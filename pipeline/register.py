@@ -30,8 +30,18 @@ from pipeline.modeling import ModelSpec
 
 log = logging.getLogger(__name__)
 
-LIBRARIES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "safetensors", "mlflow",
-             "datasets", "great-expectations", "dvc")
+LIBRARIES = (
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "bitsandbytes",
+    "safetensors",
+    "mlflow",
+    "datasets",
+    "great-expectations",
+    "dvc",
+)
 
 
 def _git_commit(root: Path) -> str:
@@ -44,7 +54,9 @@ def _sha256(*paths: Path) -> str:
     for path in paths:
         for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
             if f.is_file():
-                digest.update(f.relative_to(path if path.is_dir() else f.parent).as_posix().encode())
+                digest.update(
+                    f.relative_to(path if path.is_dir() else f.parent).as_posix().encode()
+                )
                 digest.update(f.read_bytes())
     return digest.hexdigest()
 
@@ -66,16 +78,21 @@ def _dvc_lock_hashes(root: Path) -> dict[str, str]:
 def lineage(cfg: Config) -> dict[str, str]:
     """Tags that let a user trace and reproduce a version."""
     paths = cfg.paths
-    tok_files = [paths.adapter_dir / n for n in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")]
+    tok_files = [
+        paths.adapter_dir / n
+        for n in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+    ]
     tags = {
         "git_commit": _git_commit(cfg.root),
         "data_sha256": _sha256(paths.raw),
         "train_split_sha256": _sha256(paths.split_file("train")),
         "adapter_sha256": _sha256(paths.adapter_dir / "adapter_model.safetensors"),
         "params_sha256": hashlib.sha256(
-            json.dumps(cfg.model_dump(mode="json", by_alias=True), sort_keys=True).encode()).hexdigest(),
+            json.dumps(cfg.model_dump(mode="json", by_alias=True), sort_keys=True).encode()
+        ).hexdigest(),
         "base_model": cfg.model.base,
-        "base_revision": cfg.model.revision if not cfg.uses_builtin_base
+        "base_revision": cfg.model.revision
+        if not cfg.uses_builtin_base
         else "built:" + _sha256(paths.base_dir / "model.safetensors")[:16],
         "tokenizer_sha256": _sha256(*[f for f in tok_files if f.exists()]),
         "libraries": ", ".join(f"{n}=={dist_version(n)}" for n in LIBRARIES),
@@ -91,9 +108,8 @@ def _requirements() -> list[str]:
 
 
 def _log_model(cfg: Config, registered_name: str):
-    """Log adapter (+ the tiny base, which exists nowhere else) as a pyfunc model and register it."""
+    """Log the adapter (+ the tiny base, which exists nowhere else) as pyfunc; register it."""
     import mlflow
-
     from pipeline.chat import MedicalChatModel
 
     paths = cfg.paths
@@ -124,24 +140,35 @@ def run(cfg: Config) -> dict[str, Any]:
         summary = paths.reports / "validation" / "summary.json"
         if summary.exists():
             mlflow.log_artifact(str(summary), artifact_path="validation")
-            tags["lineage.validation_report"] = f"runs:/{active.info.run_id}/validation/summary.json"
+            tags["lineage.validation_report"] = (
+                f"runs:/{active.info.run_id}/validation/summary.json"
+            )
         mlflow.set_tags({"gate.promote": str(gate["promote"]), **tags})
         info = _log_model(cfg, name)
         version = str(info.registered_model_version)
         c = registry.client(cfg)
         c.set_registered_model_alias(name, registry.CHALLENGER, version)
         tags |= {"gate.promote": str(gate["promote"]), "run_id": active.info.run_id}
-        tags |= {f"gate.{r['rule']}": f"{r['value']} ({'pass' if r['passed'] else 'fail'}; "
-                 f"{'>=' if r['kind'] == 'min' else '<='} {r['threshold']})" for r in gate["rules"]}
+        tags |= {
+            f"gate.{r['rule']}": f"{r['value']} ({'pass' if r['passed'] else 'fail'}; "
+            f"{'>=' if r['kind'] == 'min' else '<='} {r['threshold']})"
+            for r in gate["rules"]
+        }
         for key, value in tags.items():
             c.set_model_version_tag(name, version, key, value)
         if gate["promote"]:
             registry.set_champion(c, name, version)
     failed = [r["rule"] for r in gate["rules"] if not r["passed"]]
-    verdict = "promoted to champion" if gate["promote"] else f"NOT promoted (failed: {', '.join(failed)})"
+    verdict = (
+        "promoted to champion" if gate["promote"] else f"NOT promoted (failed: {', '.join(failed)})"
+    )
     log.info("register: %s version %s %s", name, version, verdict)
-    result = {"model_name": name, "version": int(version), "run_id": active.info.run_id,
-              "aliases": [registry.CHALLENGER] + ([registry.CHAMPION] if gate["promote"] else []),
-              "gate": gate}
+    result = {
+        "model_name": name,
+        "version": int(version),
+        "run_id": active.info.run_id,
+        "aliases": [registry.CHALLENGER] + ([registry.CHAMPION] if gate["promote"] else []),
+        "gate": gate,
+    }
     write_json(paths.reports / "registration.json", result)
     return result

@@ -68,7 +68,7 @@ def promote(cfg: Config, version: str, force: bool = False, reason: str | None =
         if not force:
             raise RegistryError(
                 f"{name} version {version} failed its gate ({_failed_rules(mv.tags)}); "
-                "promote anyway with --force --reason \"...\""
+                'promote anyway with --force --reason "..."'
             )
         if not reason:
             raise RegistryError("--force needs --reason: it is recorded on the version")
@@ -94,7 +94,9 @@ def rollback(cfg: Config) -> str:
 
 
 def _failed_rules(tags: dict[str, str]) -> str:
-    failed = [k.removeprefix("gate.") for k, v in tags.items() if k.startswith("gate.") and "fail" in v]
+    failed = [
+        k.removeprefix("gate.") for k, v in tags.items() if k.startswith("gate.") and "fail" in v
+    ]
     return "failed: " + ", ".join(failed) if failed else "no gate verdict recorded"
 
 
@@ -106,21 +108,27 @@ def list_versions(cfg: Config) -> list[dict[str, Any]]:
     for number in sorted(int(m.version) for m in found):
         mv = c.get_model_version(name, str(number))  # search results carry no aliases
         metrics = c.get_run(mv.run_id).data.metrics if mv.run_id else {}
-        rows.append({
-            "version": int(mv.version),
-            "aliases": list(mv.aliases),
-            "gate": "pass" if mv.tags.get("gate.promote") == "True" else "fail",
-            "rouge_l": metrics.get("eval/challenger/rouge_l"),
-            "bleu4": metrics.get("eval/challenger/bleu4"),
-            "answer_loss": metrics.get("eval/challenger/answer_loss"),
-        })
+        rows.append(
+            {
+                "version": int(mv.version),
+                "aliases": list(mv.aliases),
+                "gate": "pass" if mv.tags.get("gate.promote") == "True" else "fail",
+                "rouge_l": metrics.get("eval/challenger/rouge_l"),
+                "bleu4": metrics.get("eval/challenger/bleu4"),
+                "answer_loss": metrics.get("eval/challenger/answer_loss"),
+            }
+        )
     return rows
 
 
 def lineage(cfg: Config, version: str) -> dict[str, str]:
     name = cfg.register_.model_name
     mv = _version(client(cfg), name, version)
-    return {k.removeprefix("lineage."): v for k, v in sorted(mv.tags.items()) if k.startswith("lineage.")}
+    return {
+        k.removeprefix("lineage."): v
+        for k, v in sorted(mv.tags.items())
+        if k.startswith("lineage.")
+    }
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -129,8 +137,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
     lines = [f"{'version':>7}  {'aliases':<22} {'gate':<5} {'rouge_l':>8} {'bleu4':>8} {'loss':>8}"]
     for r in rows:
-        lines.append(f"{r['version']:>7}  {','.join(r['aliases']):<22} {r['gate']:<5} "
-                     f"{num(r['rouge_l']):>8} {num(r['bleu4']):>8} {num(r['answer_loss']):>8}")
+        lines.append(
+            f"{r['version']:>7}  {','.join(r['aliases']):<22} {r['gate']:<5} "
+            f"{num(r['rouge_l']):>8} {num(r['bleu4']):>8} {num(r['answer_loss']):>8}"
+        )
     return "\n".join(lines)
 
 

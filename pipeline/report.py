@@ -28,8 +28,10 @@ def _rows(metrics: dict[str, dict[str, float]]) -> tuple[list[str], list[list[st
 
 def _verdict(decision: GateDecision) -> list[list[str]]:
     sign = {"min": ">=", "max": "<="}
-    return [[r.rule, _fmt(r.value), f"{sign[r.kind]} {r.threshold}", "pass" if r.passed else "FAIL"]
-            for r in decision.rules]
+    return [
+        [r.rule, _fmt(r.value), f"{sign[r.kind]} {r.threshold}", "pass" if r.passed else "FAIL"]
+        for r in decision.rules
+    ]
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -49,35 +51,51 @@ def _html_table(header: list[str], rows: list[list[str]], cls: str) -> str:
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def render(metrics: dict[str, dict[str, float]], decision: GateDecision,
-           samples: list[dict[str, str]], champion_version: str | None) -> tuple[str, str]:
+def render(
+    metrics: dict[str, dict[str, float]],
+    decision: GateDecision,
+    samples: list[dict[str, str]],
+    champion_version: str | None,
+) -> tuple[str, str]:
     """(markdown, html) of the same report."""
     names, metric_rows = _rows(metrics)
-    verdict = "PROMOTE to champion" if decision.promote else "REFUSED: " + ", ".join(decision.failed)
+    verdict = (
+        "PROMOTE to champion" if decision.promote else "REFUSED: " + ", ".join(decision.failed)
+    )
     champion = f"champion: version {champion_version}" if champion_version else "no champion yet"
     sample_header = ["question", "reference", *names]
     sample_rows = [[s["question"], s["reference"], *(s[n] for n in names)] for s in samples]
     gate_header = ["rule", "value", "threshold", "verdict"]
-    md = "\n\n".join([
-        "# Evaluation report",
-        f"Gate verdict: **{verdict}** ({champion}).",
-        "## Metrics (held-out test split)",
-        _md_table(["metric", *names], metric_rows),
-        "## Gate rules",
-        _md_table(gate_header, _verdict(decision)),
-        "## Side-by-side answers",
-        _md_table(sample_header, sample_rows),
-        "## Conventions",
-        CONVENTIONS,
-    ]) + "\n"
-    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}"
-             ".samples td{max-width:28em}")
+    md = (
+        "\n\n".join(
+            [
+                "# Evaluation report",
+                f"Gate verdict: **{verdict}** ({champion}).",
+                "## Metrics (held-out test split)",
+                _md_table(["metric", *names], metric_rows),
+                "## Gate rules",
+                _md_table(gate_header, _verdict(decision)),
+                "## Side-by-side answers",
+                _md_table(sample_header, sample_rows),
+                "## Conventions",
+                CONVENTIONS,
+            ]
+        )
+        + "\n"
+    )
+    style = (
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}"
+        ".samples td{max-width:28em}"
+    )
     page = (
-        f'<!DOCTYPE html><html lang="zh"><head><meta charset="utf-8"><title>Evaluation report</title>'
+        '<!DOCTYPE html><html lang="zh"><head><meta charset="utf-8">'
+        "<title>Evaluation report</title>"
         f"<style>{style}</style></head><body><h1>Evaluation report</h1>"
-        f'<p id="verdict">Gate verdict: <strong>{html.escape(verdict)}</strong> ({html.escape(champion)}).</p>'
-        f"<h2>Metrics (held-out test split)</h2>{_html_table(['metric', *names], metric_rows, 'metrics')}"
+        f'<p id="verdict">Gate verdict: <strong>{html.escape(verdict)}</strong> '
+        f"({html.escape(champion)}).</p>"
+        "<h2>Metrics (held-out test split)</h2>"
+        f"{_html_table(['metric', *names], metric_rows, 'metrics')}"
         f"<h2>Gate rules</h2>{_html_table(gate_header, _verdict(decision), 'gate')}"
         f"<h2>Side-by-side answers</h2>{_html_table(sample_header, sample_rows, 'samples')}"
         f"<h2>Conventions</h2><p>{html.escape(CONVENTIONS)}</p></body></html>\n"

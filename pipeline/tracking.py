@@ -35,16 +35,23 @@ def setup(cfg: Config) -> str:
     """Point MLflow at the configured store and experiment; returns the experiment id."""
     import mlflow
 
+    from_user = "MLFLOW_TRACKING_URI" in os.environ
     uri = tracking_uri(cfg)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if not from_user:
+        # MLflow exports the URI to the environment; left there, it would override params.yaml
+        # for the next project configured in this process (a flow or test running several).
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
     exp = mlflow.get_experiment_by_name(cfg.register_.experiment)
     if exp is None:
         location = None
         if not uri.startswith(("http://", "https://", "databricks")):
             # A local store would otherwise put artifacts under ./mlruns of the current directory.
             location = (cfg.root / cfg.register_.artifact_location).resolve().as_uri()
-        experiment_id = mlflow.create_experiment(cfg.register_.experiment, artifact_location=location)
+        experiment_id = mlflow.create_experiment(
+            cfg.register_.experiment, artifact_location=location
+        )
     else:
         experiment_id = exp.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
@@ -68,8 +75,9 @@ def save_run_id(directory: Path, run_id: str) -> None:
 
 def resume_run(cfg: Config):
     """Reopen the run that trained the current adapter (or a new one if the store lost it)."""
-    import mlflow
     from mlflow.exceptions import MlflowException
+
+    import mlflow
 
     experiment_id = setup(cfg)
     run_id = None
@@ -79,6 +87,8 @@ def resume_run(cfg: Config):
         try:
             mlflow.get_run(run_id)
         except MlflowException:
-            log.warning("MLflow run %s not found in %s; starting a new run", run_id, tracking_uri(cfg))
+            log.warning(
+                "MLflow run %s not found in %s; starting a new run", run_id, tracking_uri(cfg)
+            )
             run_id = None
     return mlflow.start_run(run_id=run_id, experiment_id=experiment_id)

@@ -77,8 +77,9 @@ class _MlflowSteps(TrainerCallback):
         self.flush()
 
     def flush(self) -> None:
-        import mlflow
         from mlflow.entities import Metric
+
+        import mlflow
 
         now = int(time.time() * 1000)
         metrics = [
@@ -95,7 +96,12 @@ class _QuietProgress(ProgressCallback):
     """The usual progress bar, with the loss as its postfix instead of a dict printed per step."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and self.training_bar is not None and logs and "loss" in logs:
+        if (
+            state.is_world_process_zero
+            and self.training_bar is not None
+            and logs
+            and "loss" in logs
+        ):
             self.training_bar.set_postfix(loss=f"{logs['loss']:.3f}", refresh=False)
 
 
@@ -141,9 +147,10 @@ def _write_loss_curve(path: Path, history: list[dict[str, Any]]) -> None:
 
 
 def run(cfg: Config) -> TrainResult:
-    import mlflow
     from datasets import load_from_disk
     from transformers import DataCollatorForSeq2Seq, Trainer
+
+    import mlflow
 
     paths = cfg.paths
     spec = ModelSpec.from_config(cfg)
@@ -151,7 +158,9 @@ def run(cfg: Config) -> TrainResult:
     model = lora_model(load_model(spec), cfg, tok)
     data = {s: load_from_disk(str(paths.processed_dir / s)) for s in ("train", "val")}
     keep = ["input_ids", "labels", "length"]
-    data = {s: d.remove_columns([c for c in d.column_names if c not in keep]) for s, d in data.items()}
+    data = {
+        s: d.remove_columns([c for c in d.column_names if c not in keep]) for s, d in data.items()
+    }
     tracking.setup(cfg)
     with (
         mlflow.start_run() as active,

@@ -80,7 +80,8 @@ def parse(path: Path, report: Report) -> None:
             turns = obj.get("conversations") if isinstance(obj, dict) else None
             if not isinstance(turns, list) or set(obj) != {"conversations"}:
                 report.failures.setdefault("structure", []).append(
-                    f"{where} (expected {{\"conversations\": [...]}} and no other key)")
+                    f'{where} (expected {{"conversations": [...]}} and no other key)'
+                )
                 continue
             problem = next((p for p in map(_structure_error, turns) if p), None)
             if problem:
@@ -105,15 +106,17 @@ def flatten(rows: list[dict[str, Any]]):
         turns = row["conversations"]
         has_system = bool(turns) and turns[0]["role"] == "system"
         for pos, msg in enumerate(turns or [{"role": "", "content": ""}]):
-            records.append({
-                "conv": conv,
-                "role": msg["role"],
-                "expected_role": _expected_role(pos, has_system),
-                "chars": len(msg["content"].strip()),
-                "messages": len(turns),
-                "final_role": turns[-1]["role"] if turns else "",
-                "conversation_id": row["id"] if pos == 0 else None,  # GX skips nulls
-            })
+            records.append(
+                {
+                    "conv": conv,
+                    "role": msg["role"],
+                    "expected_role": _expected_role(pos, has_system),
+                    "chars": len(msg["content"].strip()),
+                    "messages": len(turns),
+                    "final_role": turns[-1]["role"] if turns else "",
+                    "conversation_id": row["id"] if pos == 0 else None,  # GX skips nulls
+                }
+            )
     return pd.DataFrame.from_records(records)
 
 
@@ -123,10 +126,18 @@ def suite_rules(v: ValidateConfig) -> dict[str, Any]:
 
     return {
         "known_roles": gxe.ExpectColumnValuesToBeInSet(column="role", value_set=list(ROLES)),
-        "alternation": gxe.ExpectColumnPairValuesToBeEqual(column_A="role", column_B="expected_role"),
-        "ends_with_assistant": gxe.ExpectColumnValuesToBeInSet(column="final_role", value_set=["assistant"]),
-        "non_empty_within_max_chars": gxe.ExpectColumnValuesToBeBetween(column="chars", min_value=1, max_value=v.max_chars),
-        "turn_count": gxe.ExpectColumnValuesToBeBetween(column="messages", min_value=2, max_value=v.max_turns),
+        "alternation": gxe.ExpectColumnPairValuesToBeEqual(
+            column_A="role", column_B="expected_role"
+        ),
+        "ends_with_assistant": gxe.ExpectColumnValuesToBeInSet(
+            column="final_role", value_set=["assistant"]
+        ),
+        "non_empty_within_max_chars": gxe.ExpectColumnValuesToBeBetween(
+            column="chars", min_value=1, max_value=v.max_chars
+        ),
+        "turn_count": gxe.ExpectColumnValuesToBeBetween(
+            column="messages", min_value=2, max_value=v.max_turns
+        ),
         "no_duplicate_conversation": gxe.ExpectColumnValuesToBeUnique(column="conversation_id"),
     }
 
@@ -138,22 +149,38 @@ def run_suite(rows: list[dict], v: ValidateConfig, docs_dir: Path | None) -> dic
 
     df = flatten(rows)
     ctx = gx.get_context(mode="ephemeral")
-    batch = ctx.data_sources.add_pandas("conversations").add_dataframe_asset("messages") \
+    batch = (
+        ctx.data_sources.add_pandas("conversations")
+        .add_dataframe_asset("messages")
         .add_batch_definition_whole_dataframe("all")
+    )
     suite = ctx.suites.add(gx.ExpectationSuite(name="conversations"))
     rule_of = {suite.add_expectation(e).id: name for name, e in suite_rules(v).items()}
     actions = []
     if docs_dir is not None:
-        ctx.add_data_docs_site(site_name="local", site_config={
-            "class_name": "SiteBuilder",
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        })
+        ctx.add_data_docs_site(
+            site_name="local",
+            site_config={
+                "class_name": "SiteBuilder",
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(docs_dir),
+                },
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
+        )
         actions.append(gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["local"]))
-    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name="conversations", data=batch, suite=suite))
-    checkpoint = ctx.checkpoints.add(gx.Checkpoint(
-        name="validate", validation_definitions=[vd], actions=actions,
-        result_format={"result_format": "COMPLETE"}))
+    vd = ctx.validation_definitions.add(
+        gx.ValidationDefinition(name="conversations", data=batch, suite=suite)
+    )
+    checkpoint = ctx.checkpoints.add(
+        gx.Checkpoint(
+            name="validate",
+            validation_definitions=[vd],
+            actions=actions,
+            result_format={"result_format": "COMPLETE"},
+        )
+    )
     result = checkpoint.run(batch_parameters={"dataframe": df})
     failures: dict[str, list[str]] = {}
     for vr in result.run_results.values():
@@ -161,7 +188,9 @@ def run_suite(rows: list[dict], v: ValidateConfig, docs_dir: Path | None) -> dic
             if r.success:
                 continue
             name = rule_of[r.expectation_config.id]
-            convs = sorted({int(df.loc[i, "conv"]) for i in r.result.get("unexpected_index_list", [])})
+            convs = sorted(
+                {int(df.loc[i, "conv"]) for i in r.result.get("unexpected_index_list", [])}
+            )
             failures[name] = [f"{rows[c]['source']}:{rows[c]['line']}" for c in convs]
     return failures
 
@@ -185,11 +214,17 @@ def raw_files(cfg: Config) -> list[Path]:
 def run(cfg: Config) -> Report:
     paths = cfg.paths
     report = check(raw_files(cfg), cfg.validate_, paths.reports / "validation")
-    summary = {"files": report.files, "conversations": report.conversations,
-               "passed": report.ok, "failures": report.failures}
+    summary = {
+        "files": report.files,
+        "conversations": report.conversations,
+        "passed": report.ok,
+        "failures": report.failures,
+    }
     write_json(paths.reports / "validation" / "summary.json", summary)
     if not report.ok:
-        raise DataValidationError("validation failed; nothing was written downstream\n" + report.text())
+        raise DataValidationError(
+            "validation failed; nothing was written downstream\n" + report.text()
+        )
     write_jsonl(paths.validated, report.rows)
     log.info("validate: %s", report.text().replace("\n", "; "))
     return report

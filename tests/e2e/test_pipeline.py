@@ -36,7 +36,6 @@ def prefect_harness(tmp_path_factory):
 
 def _registry(cfg):
     import mlflow
-
     from pipeline import tracking
 
     tracking.setup(cfg)
@@ -85,9 +84,14 @@ def test_flow_registers_gates_promotes_and_rolls_back(tmp_path, prefect_harness,
     client = _registry(cfg)
     name = cfg.register_.model_name
     v1 = client.get_model_version_by_alias(name, "champion")
-    assert int(v1.version) == int(client.get_model_version_by_alias(name, "challenger").version) == 1
+    assert (
+        int(v1.version) == int(client.get_model_version_by_alias(name, "challenger").version) == 1
+    )
     assert v1.tags["gate.promote"] == "True"
-    assert v1.tags["lineage.base_model"] == "tiny-qwen" and len(v1.tags["lineage.adapter_sha256"]) == 64
+    assert (
+        v1.tags["lineage.base_model"] == "tiny-qwen"
+        and len(v1.tags["lineage.adapter_sha256"]) == 64
+    )
     assert v1.tags["lineage.validation_report"].endswith("validation/summary.json")
     run = client.get_run(v1.run_id)
     assert run.data.params["train.lora.r"] == str(cfg.train.lora.r)
@@ -102,12 +106,20 @@ def test_flow_registers_gates_promotes_and_rolls_back(tmp_path, prefect_harness,
 
     # A deliberately degraded run (learning rate 0: the adapter is the base) under the real
     # gate: registered as challenger, refused, and the champion does not move.
-    degraded = load_config(root / "params.yaml", {"train.lr": 0.0, "evaluate.gate.min_rouge_l_gain": 0.03,
-                                                   "evaluate.gate.max_loss_ratio": 0.98})
+    degraded = load_config(
+        root / "params.yaml",
+        {
+            "train.lr": 0.0,
+            "evaluate.gate.min_rouge_l_gain": 0.03,
+            "evaluate.gate.max_loss_ratio": 0.98,
+        },
+    )
     for stage in (train, evaluate, register):
         result = stage.run(degraded)
     assert result["version"] == 2 and result["gate"]["promote"] is False
-    assert "rouge_l_gain_over_base" in [r["rule"] for r in result["gate"]["rules"] if not r["passed"]]
+    assert "rouge_l_gain_over_base" in [
+        r["rule"] for r in result["gate"]["rules"] if not r["passed"]
+    ]
     assert int(client.get_model_version_by_alias(name, "challenger").version) == 2
     assert int(client.get_model_version_by_alias(name, "champion").version) == 1
     assert client.get_model_version(name, "2").tags["gate.promote"] == "False"
@@ -115,7 +127,12 @@ def test_flow_registers_gates_promotes_and_rolls_back(tmp_path, prefect_harness,
     # The three-way report: base, champion (version 1) and challenger, side by side.
     tables = _report_tables(cfg.paths.reports / "eval_report.html")
     assert tables["metrics"][0] == ["metric", "base", "champion", "challenger"]
-    assert {row[0] for row in tables["metrics"]} >= {"rouge_l", "bleu4", "word_rouge_l", "stop_rate"}
+    assert {row[0] for row in tables["metrics"]} >= {
+        "rouge_l",
+        "bleu4",
+        "word_rouge_l",
+        "stop_rate",
+    }
     assert tables["samples"][0] == ["question", "reference", "base", "champion", "challenger"]
     assert len(tables["samples"]) > 1 and all(len(r) == 5 for r in tables["samples"])
 
@@ -124,7 +141,10 @@ def test_flow_registers_gates_promotes_and_rolls_back(tmp_path, prefect_harness,
         registry.promote(cfg, "2")
     registry.promote(cfg, "2", force=True, reason="test of the rollback")
     assert int(client.get_model_version_by_alias(name, "champion").version) == 2
-    assert client.get_model_version(name, "2").tags["forced_promotion_reason"] == "test of the rollback"
+    assert (
+        client.get_model_version(name, "2").tags["forced_promotion_reason"]
+        == "test of the rollback"
+    )
     assert "version 2 to version 1" in registry.rollback(cfg)
     assert int(client.get_model_version_by_alias(name, "champion").version) == 1
     assert chat.run(cfg, "感冒有什么症状？") == first_answer
@@ -138,8 +158,13 @@ def test_flow_registers_gates_promotes_and_rolls_back(tmp_path, prefect_harness,
     out = export.run(cfg, "1", tmp_path / "exported", dtype="float32")
     merged = AutoModelForCausalLM.from_pretrained(out, use_safetensors=True)
     assert not any("lora" in n for n, _ in merged.named_parameters())
-    [answer] = generate(merged, AutoTokenizer.from_pretrained(out), ModelSpec.from_config(cfg),
-                        [[{"role": "user", "content": "感冒有什么症状？"}]], 512)
+    [answer] = generate(
+        merged,
+        AutoTokenizer.from_pretrained(out),
+        ModelSpec.from_config(cfg),
+        [[{"role": "user", "content": "感冒有什么症状？"}]],
+        512,
+    )
     assert first_answer.endswith(answer.text)
     listed = registry.list_versions(cfg)
     assert [(r["version"], r["gate"]) for r in listed] == [(1, "pass"), (2, "fail")]
@@ -155,6 +180,5 @@ def test_bad_data_stops_the_flow_before_anything_trains(tmp_path, prefect_harnes
     monkeypatch.chdir(root)
     with pytest.raises(DataValidationError, match=r"ends_with_assistant.*conversations.jsonl:9"):
         full_pipeline(str(root / "params.yaml"))
-    cfg = load_config(root / "params.yaml")
     assert not (root / "data" / "validated").exists() and not (root / "models").exists()
     assert not (root / "mlflow" / "mlflow.db").exists()

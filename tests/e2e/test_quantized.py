@@ -16,14 +16,24 @@ def test_quantized_lora_trains_and_evaluates(tmp_path, monkeypatch, mode):
     from safetensors.torch import load_file
 
     rows = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:40]
-    root = make_project(tmp_path / mode, rows, {**TINY_OVERRIDES, "train.quantization.mode": mode,
-                                                "train.epochs": 1, "evaluate.max_samples": 2})
+    root = make_project(
+        tmp_path / mode,
+        rows,
+        {
+            **TINY_OVERRIDES,
+            "train.quantization.mode": mode,
+            "train.epochs": 1,
+            "evaluate.max_samples": 2,
+        },
+    )
     monkeypatch.chdir(root)
     cfg = load_config(root / "params.yaml")
     for stage in (validate, split, base, preprocess, train):
         stage.run(cfg)
     weights = load_file(cfg.paths.adapter_dir / "adapter_model.safetensors")
-    assert any("lora_A" in k for k in weights) and all(v.is_floating_point() for v in weights.values())
+    assert any("lora_A" in k for k in weights) and all(
+        v.is_floating_point() for v in weights.values()
+    )
     config = json.loads((cfg.paths.adapter_dir / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA" and config["r"] == 64
     result = evaluate.run(cfg)

@@ -1,4 +1,4 @@
-"""The embedded base: a real HF Qwen2 folder (safetensors, no remote code) that learns its corpus."""
+"""The embedded base: a real HF Qwen2 folder (safetensors, no remote code) that learns."""
 
 import json
 import math
@@ -22,11 +22,20 @@ def test_repacking_changes_neighbours_between_epochs():
 def test_tiny_base_builds_loads_and_learns(tmp_path, project):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    cfg = load_config(project / "params.yaml", {
-        "tiny.vocab_size": 500, "tiny.hidden_size": 32, "tiny.num_layers": 1, "tiny.num_heads": 2,
-        "tiny.num_kv_heads": 1, "tiny.intermediate_size": 64, "tiny.block_size": 32, "tiny.epochs": 12,
-        "tiny.chat_warmup": 4,
-    })
+    cfg = load_config(
+        project / "params.yaml",
+        {
+            "tiny.vocab_size": 500,
+            "tiny.hidden_size": 32,
+            "tiny.num_layers": 1,
+            "tiny.num_heads": 2,
+            "tiny.num_kv_heads": 1,
+            "tiny.intermediate_size": 64,
+            "tiny.block_size": 32,
+            "tiny.epochs": 12,
+            "tiny.chat_warmup": 4,
+        },
+    )
     rows = read_jsonl(ASSETS / "conversations.jsonl")
     out = tmp_path / "base"
     result = base.build_tiny_base(rows, cfg.tiny, out)
@@ -37,7 +46,9 @@ def test_tiny_base_builds_loads_and_learns(tmp_path, project):
     tok = AutoTokenizer.from_pretrained(out)
     model = AutoModelForCausalLM.from_pretrained(out, use_safetensors=True)
     assert len(tok) == result.vocab_size == model.config.vocab_size
-    assert model.generation_config.eos_token_id == tok.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
+    assert model.generation_config.eos_token_id == tok.convert_tokens_to_ids(
+        ["<|im_end|>", "<|endoftext|>"]
+    )
     assert result.final_loss < 0.8 * math.log(result.vocab_size)  # well below a uniform guess
 
 

@@ -1,4 +1,5 @@
 import pytest
+from pydantic import ValidationError
 
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
@@ -9,7 +10,7 @@ def test_repo_params_load_and_are_frozen():
     cfg = load_config(REPO / "params.yaml")
     assert cfg.model.base == "tiny-qwen" and cfg.model.trust_remote_code is False
     assert cfg.train.quantization.mode == "none"
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         cfg.train.lr = 1.0  # type: ignore[misc]
 
 
@@ -19,7 +20,11 @@ def test_override_applies_and_is_typed(project):
 
 
 def test_unknown_key_names_its_path(project):
-    text = (project / "params.yaml").read_text().replace("  max_seq_len: 512", "  max_seq_len: 512\n  max_seqlen: 4")
+    text = (
+        (project / "params.yaml")
+        .read_text()
+        .replace("  max_seq_len: 512", "  max_seq_len: 512\n  max_seqlen: 4")
+    )
     (project / "params.yaml").write_text(text)
     with pytest.raises(ConfigError, match=r"preprocess\.max_seqlen"):
         load_config(project / "params.yaml")

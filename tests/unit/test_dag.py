@@ -14,11 +14,24 @@ PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
 def _topological(stages: dict) -> list[str]:
     """dvc.yaml's stages in an order where every stage comes after those whose outs it reads."""
-    outs = {name: [next(iter(o)) if isinstance(o, dict) else o for o in s.get("outs", []) + s.get("metrics", [])]
-            for name, s in stages.items()}
+    outs = {
+        name: [
+            next(iter(o)) if isinstance(o, dict) else o
+            for o in s.get("outs", []) + s.get("metrics", [])
+        ]
+        for name, s in stages.items()
+    }
+
     def needs(name):
-        return {other for other in stages for dep in stages[name]["deps"] for out in outs[other]
-                if other != name and (dep.startswith(out.rstrip("/")) or out.startswith(dep.rstrip("/") + "/"))}
+        return {
+            other
+            for other in stages
+            for dep in stages[name]["deps"]
+            for out in outs[other]
+            if other != name
+            and (dep.startswith(out.rstrip("/")) or out.startswith(dep.rstrip("/") + "/"))
+        }
+
     order = []
     while len(order) < len(stages):
         ready = [n for n in stages if n not in order and needs(n) <= set(order)]
@@ -55,7 +68,7 @@ def test_flow_runs_the_stage_functions_in_dvc_order(monkeypatch):
     from flows import full_pipeline as fp
 
     calls = []
-    monkeypatch.setattr(fp, "stage_task", lambda name: (lambda params: calls.append((name, params))))
+    monkeypatch.setattr(fp, "stage_task", lambda name: lambda params: calls.append((name, params)))
     monkeypatch.setattr(fp, "get_run_logger", lambda: __import__("logging").getLogger("test"))
     monkeypatch.setattr(fp, "attach_report", lambda params: calls.append(("attach_report", params)))
     fp.full_pipeline.fn("p.yaml")

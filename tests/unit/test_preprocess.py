@@ -11,21 +11,25 @@ CHAT = [
 
 
 def _supervised_text(tok, row) -> str:
-    return tok.decode([t for t, y in zip(row["input_ids"], row["labels"]) if y != IGNORE])
+    return tok.decode(
+        [t for t, y in zip(row["input_ids"], row["labels"], strict=True) if y != IGNORE]
+    )
 
 
 def test_labels_cover_exactly_the_answers_and_im_end(tiny_tokenizer):
     row = encode(tiny_tokenizer, CHAT, max_len=512)
     assert _supervised_text(tiny_tokenizer, row) == "注意休息。<|im_end|>请遵医嘱。<|im_end|>"
     assert row["labels"][-1] == IGNORE  # the newline after the last <|im_end|>
-    for tid, label in zip(row["input_ids"], row["labels"]):
+    for tid, label in zip(row["input_ids"], row["labels"], strict=True):
         assert label in (IGNORE, tid)
     assert not row["truncated"] and row["length"] == len(row["input_ids"])
 
 
 def test_prompt_tokens_are_never_supervised(tiny_tokenizer):
     row = encode(tiny_tokenizer, CHAT, max_len=512)
-    unsupervised = tiny_tokenizer.decode([t for t, y in zip(row["input_ids"], row["labels"]) if y == IGNORE])
+    unsupervised = tiny_tokenizer.decode(
+        [t for t, y in zip(row["input_ids"], row["labels"], strict=True) if y == IGNORE]
+    )
     assert "头痛怎么办？" in unsupervised and "孩子可以吃药吗？" in unsupervised
     assert "注意休息" not in unsupervised
 

@@ -15,7 +15,7 @@ README = (REPO / "README.md").read_text(encoding="utf-8")
 def quick_start() -> list[str]:
     """The commands of the first fenced block after the Quick start heading (as CI reads it)."""
     heading = re.search(r"^#+ .*quick ?start.*$", README, re.I | re.M)
-    block = re.search(r"```[^\n]*\n(.*?)```", README[heading.end():], re.S)
+    block = re.search(r"```[^\n]*\n(.*?)```", README[heading.end() :], re.S)
     lines = [line.strip() for line in block.group(1).splitlines()]
     return [re.sub(r"\s+#.*$", "", line) for line in lines if line and not line.startswith("#")]
 

@@ -4,7 +4,10 @@ QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assista
 
 
 def test_renders_like_qwen25_with_default_system_prompt(tiny_tokenizer):
-    chat = [{"role": "user", "content": "感冒有什么症状？"}, {"role": "assistant", "content": "流鼻涕。"}]
+    chat = [
+        {"role": "user", "content": "感冒有什么症状？"},
+        {"role": "assistant", "content": "流鼻涕。"},
+    ]
     expected = (
         f"<|im_start|>system\n{QWEN_SYSTEM}<|im_end|>\n"
         "<|im_start|>user\n感冒有什么症状？<|im_end|>\n"
@@ -14,7 +17,10 @@ def test_renders_like_qwen25_with_default_system_prompt(tiny_tokenizer):
 
 
 def test_own_system_prompt_and_generation_prompt(tiny_tokenizer):
-    chat = [{"role": "system", "content": "你是医生。"}, {"role": "user", "content": "胃疼吃什么药？"}]
+    chat = [
+        {"role": "system", "content": "你是医生。"},
+        {"role": "user", "content": "胃疼吃什么药？"},
+    ]
     text = tiny_tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
     assert text == (
         "<|im_start|>system\n你是医生。<|im_end|>\n"

@@ -8,7 +8,9 @@ from pipeline import validate
 from pipeline.config import load_config
 from pipeline.errors import DataValidationError
 
-GOOD = {"conversations": [{"role": "user", "content": "问？"}, {"role": "assistant", "content": "答。"}]}
+GOOD = {
+    "conversations": [{"role": "user", "content": "问？"}, {"role": "assistant", "content": "答。"}]
+}
 
 
 def _turns(*pairs):
@@ -20,7 +22,9 @@ BAD = {
     "structure": json.dumps({"messages": GOOD["conversations"]}),
     "known_roles": json.dumps(_turns(("user", "问"), ("doctor", "答"))),
     "alternation": json.dumps(_turns(("user", "问"), ("user", "又问"), ("assistant", "答"))),
-    "ends_with_assistant": json.dumps(_turns(("user", "问"), ("assistant", "答"), ("user", "再问"))),
+    "ends_with_assistant": json.dumps(
+        _turns(("user", "问"), ("assistant", "答"), ("user", "再问"))
+    ),
     "non_empty_within_max_chars": json.dumps(_turns(("user", "问"), ("assistant", "   "))),
     "turn_count": json.dumps(_turns(("assistant", "答"))),
 }
@@ -30,7 +34,9 @@ BAD = {
 def test_each_bad_row_is_named_with_file_and_line(project, rule):
     cfg = load_config(project / "params.yaml")
     path = project / "data" / "raw" / "bad.jsonl"
-    path.write_text(json.dumps(GOOD, ensure_ascii=False) + "\n" + BAD[rule] + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps(GOOD, ensure_ascii=False) + "\n" + BAD[rule] + "\n", encoding="utf-8"
+    )
     report = validate.check([path], cfg.validate_)
     assert rule in report.failures, report.text()
     assert all(w.split(" ")[0].endswith("bad.jsonl:2") for w in report.failures[rule])
@@ -63,7 +69,9 @@ def test_system_prompt_first_is_allowed(project):
 def test_failed_stage_writes_nothing_downstream(project):
     cfg = load_config(project / "params.yaml")
     (project / "data" / "raw" / "bad.jsonl").write_text(BAD["alternation"] + "\n")
-    with pytest.raises(DataValidationError, match=r"alternation: 1 conversation\(s\): .*bad.jsonl:1"):
+    with pytest.raises(
+        DataValidationError, match=r"alternation: 1 conversation\(s\): .*bad.jsonl:1"
+    ):
         validate.run(cfg)
     assert not cfg.paths.validated.exists()
     summary = json.loads((cfg.paths.reports / "validation" / "summary.json").read_text())
