@@ -78,6 +78,8 @@ class LoraConfig(_Section):
     dropout: float = Field(ge=0, lt=1)
     target_modules: str | tuple[str, ...]  # "all-linear" or module names
     trainable_tokens: tuple[str, ...]  # embedding rows trained too (e.g. <|im_end|>)
+    use_rslora: bool  # scale by alpha / sqrt(r) instead of alpha / r
+    use_dora: bool  # weight-decomposed LoRA
 
 
 class QuantConfig(_Section):
@@ -98,6 +100,7 @@ class TrainConfig(_Section):
     seed: int
     bf16: bool
     gradient_checkpointing: bool
+    save_steps: int = Field(gt=0)  # checkpoint every N optimizer steps (for resume)
     lora: LoraConfig
     quantization: QuantConfig
 

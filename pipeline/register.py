@@ -14,14 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import subprocess
 import tempfile
 from dataclasses import replace
 from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from pipeline import registry, tracking
 from pipeline.config import Config
@@ -44,11 +41,6 @@ LIBRARIES = (
 )
 
 
-def _git_commit(root: Path) -> str:
-    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
-
-
 def _sha256(*paths: Path) -> str:
     digest = hashlib.sha256()
     for path in paths:
@@ -61,20 +53,6 @@ def _sha256(*paths: Path) -> str:
     return digest.hexdigest()
 
 
-def _dvc_lock_hashes(root: Path) -> dict[str, str]:
-    """md5s that dvc.lock records for the pipeline's data and model paths (when it exists)."""
-    lock = root / "dvc.lock"
-    if not lock.exists():
-        return {}
-    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
-    found = {}
-    for stage in stages.values():
-        for entry in stage.get("deps", []) + stage.get("outs", []):
-            if entry.get("path") in ("data/raw", "data/split", "models/base", "models/adapter"):
-                found[entry["path"]] = entry.get("md5", "")
-    return found
-
-
 def lineage(cfg: Config) -> dict[str, str]:
     """Tags that let a user trace and reproduce a version."""
     paths = cfg.paths
@@ -83,7 +61,7 @@ def lineage(cfg: Config) -> dict[str, str]:
         for n in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
     ]
     tags = {
-        "git_commit": _git_commit(cfg.root),
+        "git_commit": tracking.git_commit(cfg.root),
         "data_sha256": _sha256(paths.raw),
         "train_split_sha256": _sha256(paths.split_file("train")),
         "adapter_sha256": _sha256(paths.adapter_dir / "adapter_model.safetensors"),
@@ -97,7 +75,7 @@ def lineage(cfg: Config) -> dict[str, str]:
         "tokenizer_sha256": _sha256(*[f for f in tok_files if f.exists()]),
         "libraries": ", ".join(f"{n}=={dist_version(n)}" for n in LIBRARIES),
     }
-    tags |= {f"dvc_md5.{p}": md5 for p, md5 in _dvc_lock_hashes(cfg.root).items()}
+    tags |= {f"dvc_md5.{p}": md5 for p, md5 in tracking.dvc_lock_hashes(cfg.root).items()}
     return tags
 
 

@@ -58,6 +58,44 @@ def setup(cfg: Config) -> str:
     return experiment_id
 
 
+def git_commit(root: Path) -> str:
+    import subprocess
+
+    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def dvc_lock_hashes(root: Path) -> dict[str, str]:
+    """md5s that dvc.lock records for the pipeline's data and model paths (when it exists)."""
+    import yaml
+
+    lock = root / "dvc.lock"
+    if not lock.exists():
+        return {}
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    wanted = ("data/raw", "data/split", "data/processed", "models/base", "models/adapter")
+    return {
+        entry["path"]: entry.get("md5", "")
+        for stage in stages.values()
+        for entry in stage.get("deps", []) + stage.get("outs", [])
+        if entry.get("path") in wanted
+    }
+
+
+def run_tags(cfg: Config) -> dict[str, str]:
+    """Tags for the training run: code, data (DVC md5s), base model and library versions."""
+    from importlib.metadata import version
+
+    libs = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "datasets", "mlflow")
+    tags = {
+        "git_commit": git_commit(cfg.root),
+        "base_model": cfg.model.base,
+        "base_revision": cfg.model.revision,
+        "libraries": ", ".join(f"{n}=={version(n)}" for n in libs),
+    }
+    return tags | {f"dvc_md5.{p}": md5 for p, md5 in dvc_lock_hashes(cfg.root).items()}
+
+
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in tree.items():

@@ -10,8 +10,10 @@ to models/adapter. The loss curve is also written to reports/train_loss.tsv for 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-import tempfile
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +57,8 @@ def lora_model(model, cfg: Config, tok):
         target_modules=targets if isinstance(targets, str) else list(targets),
         # With tied embeddings peft wraps lm_head too, so the rows stay tied.
         trainable_token_indices=token_ids or None,
+        use_rslora=t.lora.use_rslora,
+        use_dora=t.lora.use_dora,
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lora)
@@ -127,7 +131,9 @@ def _training_args(cfg: Config, output_dir: Path):
         length_column_name="length",
         logging_steps=1,
         eval_strategy="epoch",
-        save_strategy="no",
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=2,
         report_to="none",
         remove_unused_columns=True,
         dataloader_num_workers=0,
@@ -146,15 +152,53 @@ def _write_loss_curve(path: Path, history: list[dict[str, Any]]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+STATE_FILE = "pipeline_state.json"
+
+
+def fingerprint(cfg: Config) -> str:
+    """What a checkpoint must match to be resumed: model/train params and the training data."""
+    paths = cfg.paths
+    digest = hashlib.sha256(
+        json.dumps(
+            cfg.model_dump(mode="json", by_alias=True, include={"model", "train"}), sort_keys=True
+        ).encode()
+    )
+    for f in sorted((paths.processed_dir / "train").glob("*")):
+        digest.update(f.name.encode() + f.read_bytes())
+    base_weights = paths.base_dir / "model.safetensors"
+    if base_weights.exists():
+        digest.update(base_weights.read_bytes())
+    return digest.hexdigest()
+
+
+def resume_point(ckpt_dir: Path, expected: str) -> tuple[Path | None, str | None]:
+    """The last complete checkpoint and MLflow run of an interrupted run with the same
+    fingerprint; checkpoints of anything else are stale and removed."""
+    state_file = ckpt_dir / STATE_FILE
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    if state.get("fingerprint") != expected:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        return None, None
+    done = [c for c in ckpt_dir.glob("checkpoint-*") if (c / "trainer_state.json").exists()]
+    last = max(done, key=lambda c: int(c.name.split("-")[1]), default=None)
+    return last, state.get("run_id")
+
+
 def run(cfg: Config) -> TrainResult:
     from datasets import load_from_disk
-    from transformers import DataCollatorForSeq2Seq, Trainer
+    from transformers import DataCollatorForSeq2Seq, Trainer, set_seed
 
     import mlflow
 
     paths = cfg.paths
+    ckpt_dir = paths.root / "models" / "checkpoints"
+    print_ = fingerprint(cfg)
+    checkpoint, run_id = resume_point(ckpt_dir, print_)
+    if checkpoint is not None:
+        log.info("train: resuming from %s (an earlier run stopped there)", checkpoint.name)
     spec = ModelSpec.from_config(cfg)
     tok = load_tokenizer(spec)
+    set_seed(cfg.train.seed)  # LoRA's initial weights come from the global RNG
     model = lora_model(load_model(spec), cfg, tok)
     data = {s: load_from_disk(str(paths.processed_dir / s)) for s in ("train", "val")}
     keep = ["input_ids", "labels", "length"]
@@ -163,15 +207,18 @@ def run(cfg: Config) -> TrainResult:
     }
     tracking.setup(cfg)
     with (
-        mlflow.start_run() as active,
+        mlflow.start_run(run_id=run_id, log_system_metrics=True) as active,
         atomic_dir(paths.adapter_dir) as out,
-        tempfile.TemporaryDirectory() as scratch,
     ):
-        mlflow.log_params(tracking.flatten(cfg.model_dump(mode="json", by_alias=True)))
-        mlflow.set_tags({"stage": "train", "base_model": cfg.model.base})
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        state = {"fingerprint": print_, "run_id": active.info.run_id}
+        (ckpt_dir / STATE_FILE).write_text(json.dumps(state) + "\n")
+        if checkpoint is None:
+            mlflow.log_params(tracking.flatten(cfg.model_dump(mode="json", by_alias=True)))
+        mlflow.set_tags({"stage": "train", **tracking.run_tags(cfg)})
         trainer = Trainer(
             model=model,
-            args=_training_args(cfg, Path(scratch)),
+            args=_training_args(cfg, ckpt_dir),
             train_dataset=data["train"],
             eval_dataset=data["val"] if len(data["val"]) else None,
             data_collator=DataCollatorForSeq2Seq(tok, padding="longest", label_pad_token_id=-100),
@@ -180,7 +227,7 @@ def run(cfg: Config) -> TrainResult:
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(_QuietProgress())
         start = time.perf_counter()
-        result = trainer.train()
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         seconds = time.perf_counter() - start
         model.save_pretrained(str(out), safe_serialization=True)
         tok.save_pretrained(str(out))
@@ -192,6 +239,7 @@ def run(cfg: Config) -> TrainResult:
             "seconds": round(seconds, 1),
             "tokens_per_second": round(tokens / seconds, 1),
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "resumed_from_step": int(checkpoint.name.split("-")[1]) if checkpoint else 0,
         }
         mlflow.log_metrics({f"train/{k}": float(v) for k, v in metrics.items()})
     write_json(paths.reports / "train.json", metrics)
