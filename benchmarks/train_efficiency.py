@@ -30,7 +30,9 @@ sys.path.insert(0, str(REPO))
 
 
 def _conversations(n: int) -> list[dict]:
-    rows = [json.loads(x) for x in (REPO / "data/raw/medical_dialogues.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(x) for x in (REPO / "data/raw/medical_dialogues.jsonl").read_text().splitlines()
+    ]
     return (rows * (n // len(rows) + 1))[:n]
 
 
@@ -82,12 +84,15 @@ def throughput(steps: int) -> float:
 
     cfg = load_config(REPO / "params.yaml")
     rows = _conversations(600)
-    tok = build_tokenizer(["\n".join(t["content"] for t in r["conversations"]) for r in rows[:450]],
-                          cfg.tiny.vocab_size)
+    tok = build_tokenizer(
+        ["\n".join(t["content"] for t in r["conversations"]) for r in rows[:450]],
+        cfg.tiny.vocab_size,
+    )
     encoded = [encode(tok, r["conversations"], 512) for r in rows]
     torch.manual_seed(0)
-    model = get_peft_model(_new_model(tok, cfg.tiny), LoraConfig(r=16, lora_alpha=32,
-                                                                 target_modules="all-linear"))
+    model = get_peft_model(
+        _new_model(tok, cfg.tiny), LoraConfig(r=16, lora_alpha=32, target_modules="all-linear")
+    )
     pad = tok.pad_token_id
     order = torch.randperm(len(encoded), generator=torch.Generator().manual_seed(0)).tolist()
     shuffled = [encoded[i] for i in order]
@@ -97,13 +102,18 @@ def throughput(steps: int) -> float:
     results = {}
     for name, batches, width in (
         ("naive: pad to 512, batch 4", naive, lambda b: 512),
-        (f"pipeline: pad to longest, grouped, batch {cfg.train.batch_size}", dynamic,
-         lambda b: max(len(e["input_ids"]) for e in b)),
+        (
+            f"pipeline: pad to longest, grouped, batch {cfg.train.batch_size}",
+            dynamic,
+            lambda b: max(len(e["input_ids"]) for e in b),
+        ),
     ):
         seconds, useful, total = _train(model, batches, width, pad, steps)
         results[name] = useful / seconds
-        print(f"{name:<48} {useful / seconds:9.0f} useful tokens/s   padding waste "
-              f"{1 - useful / total:6.1%}   ({useful} tokens in {seconds:.1f} s)")
+        print(
+            f"{name:<48} {useful / seconds:9.0f} useful tokens/s   padding waste "
+            f"{1 - useful / total:6.1%}   ({useful} tokens in {seconds:.1f} s)"
+        )
     naive_tps, ours_tps = results.values()
     return ours_tps / naive_tps
 
@@ -144,9 +154,15 @@ def memory() -> float:
 
     with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(0)
-        config = Qwen2Config(vocab_size=3000, hidden_size=1024, num_hidden_layers=8,
-                             num_attention_heads=16, num_key_value_heads=4,
-                             intermediate_size=2816, tie_word_embeddings=True)
+        config = Qwen2Config(
+            vocab_size=3000,
+            hidden_size=1024,
+            num_hidden_layers=8,
+            num_attention_heads=16,
+            num_key_value_heads=4,
+            intermediate_size=2816,
+            tie_word_embeddings=True,
+        )
         model = Qwen2ForCausalLM(config)
         params = sum(p.numel() for p in model.parameters())
         model.save_pretrained(tmp, safe_serialization=True)
@@ -154,13 +170,16 @@ def memory() -> float:
         peaks = {}
         for mode in ("none", "8bit", "4bit"):
             code = MEMORY_CHILD.format(repo=str(REPO), path=tmp, mode=mode)
-            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                 check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            )
             load, train = map(float, out.stdout.strip().splitlines()[-1].split())
             peaks[mode] = train
-            print(f"{mode:>4}: peak while training {train:7.1f} MiB, peak while loading "
-                  f"{load:7.1f} MiB above the process baseline ({params / 1e6:.0f} M parameters, "
-                  "float32 unquantized, LoRA r=8, 3 steps)")
+            print(
+                f"{mode:>4}: peak while training {train:7.1f} MiB, peak while loading "
+                f"{load:7.1f} MiB above the process baseline ({params / 1e6:.0f} M parameters, "
+                "float32 unquantized, LoRA r=8, 3 steps)"
+            )
     return peaks["4bit"] / peaks["none"]
 
 
