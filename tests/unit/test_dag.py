@@ -82,3 +82,18 @@ def test_flows_never_import_torch():
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert not {m.split(".")[0] for m in names} & {"torch", "transformers", "peft"}, path
+
+
+def test_default_dvc_remote_is_inside_the_project_and_ignored_by_git():
+    import configparser
+    import subprocess
+
+    config = configparser.ConfigParser()
+    config.read(REPO / ".dvc" / "config")
+    remote = config["core"]["remote"]
+    [section] = [s for s in config.sections() if s.strip("'") == f'remote "{remote}"']
+    url = config[section]["url"]
+    target = (REPO / ".dvc" / url).resolve()
+    assert target.parent == REPO
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(target / "x")], cwd=REPO)
+    assert ignored.returncode == 0
