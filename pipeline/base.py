@@ -180,7 +180,8 @@ def build_tiny_base(train_rows: list[dict], t: TinyModelConfig, out: Path) -> Ba
     torch.manual_seed(t.seed)
     docs = _corpus(train_rows)
     # The tokenizer also sees the rendered chats, so the template's system prompt is few tokens.
-    tok = build_tokenizer(docs, t.vocab_size)
+    # Rendering does not depend on the vocabulary: a minimal tokenizer only carries the template.
+    tok = build_tokenizer(docs[:8], 300)
     rendered = [tok.apply_chat_template(r["conversations"], tokenize=False) for r in train_rows]
     tok = build_tokenizer(docs + rendered, t.vocab_size)
     model = _new_model(tok, t)

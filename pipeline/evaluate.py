@@ -104,21 +104,38 @@ def _loss(model, tok, spec: ModelSpec, rows: list[dict], cfg: Config) -> dict[st
     return answer_loss(model, tok, Dataset.from_list(encoded), cfg.evaluate.batch_size)
 
 
-def _candidate(name: str, spec: ModelSpec, adapter: Path | None, rows: list[dict], cfg: Config):
+def _measure(name: str, model, tok, spec: ModelSpec, rows: list[dict], cfg: Config):
     log.info("evaluate: %s", name)
-    if adapter is None:
-        model, tok = load_model(spec).eval(), load_tokenizer(spec)
-    else:
-        model, tok = load_with_adapter(spec, adapter)
     histories, references = zip(*(_last_turn(r) for r in rows), strict=True)
     e = cfg.evaluate
     answers = generate(
         model, tok, spec, list(histories), e.max_new_tokens, e.batch_size, progress=True
     )
-    metrics = score(answers, list(references), _loss(model, tok, spec, rows, cfg))
+    return score(answers, list(references), _loss(model, tok, spec, rows, cfg)), answers
+
+
+def _base_and_challenger(spec: ModelSpec, adapter: Path, rows: list[dict], cfg: Config):
+    """Both on one loaded base: the adapter is applied onto the model the base was scored with."""
+    from peft import PeftModel
+
+    model, tok = load_model(spec).eval(), load_tokenizer(spec)
+    results = {"base": _measure("base", model, tok, spec, rows, cfg)}
+    model = PeftModel.from_pretrained(model, str(adapter)).eval()
+    adapter_tok = load_tokenizer(replace(spec, source=str(adapter)))
+    results["challenger"] = _measure("challenger", model, adapter_tok, spec, rows, cfg)
     del model
     gc.collect()
-    return metrics, answers
+    return results
+
+
+def _champion_scores(champion: tuple[str, ModelSpec, Path], rows: list[dict], cfg: Config):
+    """The champion on its own base (which may differ from today's), then freed."""
+    _, spec, adapter = champion
+    model, tok = load_with_adapter(spec, adapter)
+    result = _measure("champion", model, tok, spec, rows, cfg)
+    del model
+    gc.collect()
+    return result
 
 
 def _champion(cfg: Config, into: Path) -> tuple[str, ModelSpec, Path] | None:
@@ -159,16 +176,14 @@ def run(cfg: Config) -> EvaluateResult:
     paths = cfg.paths
     rows = _test_rows(cfg)
     spec = ModelSpec.from_config(cfg)
-    metrics: dict[str, dict[str, float]] = {}
-    answers: dict[str, list[Answer]] = {}
+    results = _base_and_challenger(spec, paths.adapter_dir, rows, cfg)
     with tempfile.TemporaryDirectory() as tmp:
         champion = _champion(cfg, Path(tmp))
-        candidates = [("base", spec, None)]
         if champion is not None:
-            candidates.append(("champion", champion[1], champion[2]))
-        candidates.append(("challenger", spec, paths.adapter_dir))
-        for name, cand_spec, adapter in candidates:
-            metrics[name], answers[name] = _candidate(name, cand_spec, adapter, rows, cfg)
+            results["champion"] = _champion_scores(champion, rows, cfg)
+    order = [n for n in ("base", "champion", "challenger") if n in results]  # report columns
+    metrics = {n: results[n][0] for n in order}
+    answers: dict[str, list[Answer]] = {n: results[n][1] for n in order}
     decision = decide(metrics, cfg.evaluate.gate)
     champion_version = champion[0] if champion else None
     write_json(paths.reports / "metrics.json", metrics)
