@@ -149,6 +149,22 @@ def load_model(spec: ModelSpec, *, quantize: bool = True) -> PreTrainedModel:
     return model
 
 
+def prepare_for_training(model: PreTrainedModel, gradient_checkpointing: bool) -> PreTrainedModel:
+    """Freeze the base for (Q)LoRA, keeping every weight in the dtype it was loaded in.
+
+    peft's `prepare_model_for_kbit_training` upcasts every weight that is not quantized to
+    float32, the embeddings and lm_head included: 1.09 B parameters on Qwen2.5-7B, +2.2 GB, about
+    what its 4-bit body weighs. Qwen2's RMSNorm already computes in float32 and the LoRA weights
+    peft adds are float32, so training keeps its precision where it matters.
+    """
+    for param in model.parameters():
+        param.requires_grad_(False)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    return model
+
+
 def load_with_adapter(spec: ModelSpec, adapter_dir: Path) -> tuple[Any, PreTrainedTokenizerBase]:
     """Base + LoRA adapter, in eval mode, with the adapter's tokenizer (saved beside it)."""
     from peft import PeftModel

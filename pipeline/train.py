@@ -24,7 +24,7 @@ from transformers import ProgressCallback, TrainerCallback
 from pipeline import tracking
 from pipeline.config import Config
 from pipeline.io import atomic_dir, write_json
-from pipeline.modeling import ModelSpec, load_model, load_tokenizer
+from pipeline.modeling import ModelSpec, load_model, load_tokenizer, prepare_for_training
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +37,11 @@ class TrainResult:
 
 
 def lora_model(model, cfg: Config, tok):
-    """Wrap the base in LoRA; k-bit bases are prepared first (before any eval forward)."""
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    """Wrap the (frozen, possibly k-bit) base in LoRA."""
+    from peft import LoraConfig, get_peft_model
 
     t = cfg.train
-    if t.quantization.mode != "none":
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=t.gradient_checkpointing
-        )
-    elif t.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        model.enable_input_require_grads()
+    model = prepare_for_training(model, t.gradient_checkpointing)
     token_ids = tok.convert_tokens_to_ids(list(t.lora.trainable_tokens))
     targets = t.lora.target_modules
     lora = LoraConfig(
