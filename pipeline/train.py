@@ -36,6 +36,18 @@ class TrainResult:
     metrics: dict[str, float]
 
 
+# LoRA targets for architectures whose linear layers peft's "all-linear" does not name well:
+# the original Qwen-7B-Chat (remote code) has fused c_attn and c_proj / w1 / w2.
+LORA_TARGETS = {"qwen": ("c_attn", "c_proj", "w1", "w2")}
+
+
+def lora_targets(model_type: str | None, configured: str | tuple[str, ...]) -> str | list[str]:
+    """The configured target modules; "all-linear" becomes the known list for LORA_TARGETS."""
+    if configured == "all-linear" and model_type in LORA_TARGETS:
+        return list(LORA_TARGETS[model_type])
+    return configured if isinstance(configured, str) else list(configured)
+
+
 def lora_model(model, cfg: Config, tok):
     """Wrap the base in LoRA; k-bit bases are prepared first (before any eval forward)."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -49,12 +61,12 @@ def lora_model(model, cfg: Config, tok):
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
     token_ids = tok.convert_tokens_to_ids(list(t.lora.trainable_tokens))
-    targets = t.lora.target_modules
+    targets = lora_targets(getattr(model.config, "model_type", None), t.lora.target_modules)
     lora = LoraConfig(
         r=t.lora.r,
         lora_alpha=t.lora.alpha,
         lora_dropout=t.lora.dropout,
-        target_modules=targets if isinstance(targets, str) else list(targets),
+        target_modules=targets,
         # With tied embeddings peft wraps lm_head too, so the rows stay tied.
         trainable_token_indices=token_ids or None,
         use_rslora=t.lora.use_rslora,
