@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,9 +75,22 @@ def base_source(cfg: Config) -> str:
 
 
 def device() -> str:
+    """This process's device: its own GPU under torchrun / accelerate (LOCAL_RANK), else cuda:0
+    or the CPU."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return "cpu"
+
+
+def sharded_weights() -> bool:
+    """FSDP or DeepSpeed ZeRO-3, as `accelerate launch` exports them: the launcher then places
+    (and shards) the weights, and 4-bit weights must be stored in a float dtype to be shardable."""
+    return (
+        os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+        or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+    )
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -164,11 +178,13 @@ def bnb_config(spec: ModelSpec) -> Any | None:
     from transformers import BitsAndBytesConfig
 
     if spec.quantization == "4bit":
+        storage = {"bnb_4bit_quant_storage": torch_dtype(spec.dtype)} if sharded_weights() else {}
         return BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type=spec.quant_type,
             bnb_4bit_use_double_quant=spec.double_quant,
             bnb_4bit_compute_dtype=torch_dtype(spec.compute_dtype),
+            **storage,
         )
     if spec.quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
@@ -183,14 +199,16 @@ def load_model(spec: ModelSpec, *, quantize: bool = True) -> PreTrainedModel:
     quant = bnb_config(spec) if quantize else None
     kwargs = _hub_kwargs(spec)
     if quant is not None:
-        kwargs |= {"quantization_config": quant, "device_map": {"": device()}}
+        kwargs["quantization_config"] = quant
+        if not sharded_weights():
+            kwargs["device_map"] = {"": device()}
     try:
         model = AutoModelForCausalLM.from_pretrained(
             spec.source, dtype=torch_dtype(spec.dtype), use_safetensors=True, **kwargs
         )
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"model {spec.source!r}: {exc}") from None
-    if quant is None:
+    if quant is None and not sharded_weights():
         model.to(device())
     log.info("loaded %s (%s, %s) on %s", spec.source, spec.quantization, spec.dtype, device())
     return model
