@@ -26,7 +26,7 @@ from transformers import ProgressCallback, Trainer, TrainerCallback
 from pipeline import tracking
 from pipeline.config import Config
 from pipeline.io import atomic_dir, write_json
-from pipeline.modeling import ModelSpec, load_model, load_tokenizer
+from pipeline.modeling import ModelSpec, load_model, load_tokenizer, sharded_weights
 
 log = logging.getLogger(__name__)
 
@@ -324,9 +324,18 @@ def run(cfg: Config) -> TrainResult:
             result.global_step,
         )
         per_rank = _gather(trainer.sequences, args.world_size)
+        if sharded_weights():  # FSDP / ZeRO-3: every rank takes part in gathering the adapter
+            gathered = ckpt_dir / "final-adapter"
+            if trainer.is_fsdp_enabled:
+                trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+            trainer.save_model(str(gathered))
         if not main:
             return TrainResult(paths.adapter_dir, "", {"steps": result.global_step})
-        model.save_pretrained(str(out), safe_serialization=True)
+        if sharded_weights():
+            for name in ("adapter_config.json", "adapter_model.safetensors"):
+                shutil.copy2(gathered / name, out / name)
+        else:
+            model.save_pretrained(str(out), safe_serialization=True)
         tok.save_pretrained(str(out))
         tracking.save_run_id(out, active.info.run_id)
         tokens = sum(data["train"]["length"]) * cfg.train.epochs

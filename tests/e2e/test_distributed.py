@@ -33,7 +33,6 @@ def _free_port() -> int:
 
 def test_two_processes_share_the_epoch_and_rank_zero_writes(tmp_path):
     import mlflow
-
     from pipeline import tracking
     from pipeline.modeling import ModelSpec, load_with_adapter
 
