@@ -101,6 +101,7 @@ class TrainConfig(_Section):
     bf16: bool
     gradient_checkpointing: bool
     save_steps: int = Field(gt=0)  # checkpoint every N optimizer steps (for resume)
+    packing: bool  # flatten each batch into one row; position_ids keep conversations apart
     lora: LoraConfig
     quantization: QuantConfig
 

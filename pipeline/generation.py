@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.modeling import ModelSpec, chat_messages
+from pipeline.modeling import ModelSpec, chat_messages, render_chat
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,7 @@ def generate(
     tok.padding_side = "left"
     stops = stop_ids(tok)
     prompts = [
-        tok.apply_chat_template(chat_messages(spec, h), tokenize=False, add_generation_prompt=True)
-        for h in histories
+        render_chat(tok, chat_messages(spec, h), add_generation_prompt=True) for h in histories
     ]
     answers: list[Answer] = []
     device = next(model.parameters()).device

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Config
-from pipeline.errors import ModelLoadError
+from pipeline.errors import ConfigError, ModelLoadError
 
 if TYPE_CHECKING:
     import torch
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SPEC_FILE = "base_model.json"
+TEMPLATES = Path(__file__).parent / "templates"
+# Architectures that exist only as remote code, with what they are and what they lack.
+REMOTE_CODE_MODELS = {"qwen": "the original Qwen-(1.8B|7B|14B|72B)-Chat (QWenLMHeadModel)"}
 
 
 @dataclass(frozen=True)
@@ -71,9 +75,22 @@ def base_source(cfg: Config) -> str:
 
 
 def device() -> str:
+    """This process's device: its own GPU under torchrun / accelerate (LOCAL_RANK), else cuda:0
+    or the CPU."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return "cpu"
+
+
+def sharded_weights() -> bool:
+    """FSDP or DeepSpeed ZeRO-3, as `accelerate launch` exports them: the launcher then places
+    (and shards) the weights, and 4-bit weights must be stored in a float dtype to be shardable."""
+    return (
+        os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+        or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+    )
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -96,14 +113,57 @@ def _hub_kwargs(spec: ModelSpec) -> dict[str, Any]:
     return kwargs
 
 
+def model_type(spec: ModelSpec) -> str | None:
+    """The base's `model_type` from its config.json (None where there is none to read, e.g. an
+    adapter folder or a hub id that is not cached offline: the loader then reports it).
+
+    A model that exists only as remote code (the original Qwen-7B-Chat) is refused with a
+    ConfigError unless `model.trust_remote_code` is true.
+    """
+    from transformers import CONFIG_MAPPING, PreTrainedConfig
+
+    try:
+        kwargs = {k: v for k, v in _hub_kwargs(spec).items() if k != "trust_remote_code"}
+        config, _ = PreTrainedConfig.get_config_dict(spec.source, **kwargs)
+    except (OSError, ValueError):
+        return None
+    kind = config.get("model_type")
+    remote_only = "auto_map" in config and kind not in CONFIG_MAPPING
+    if remote_only and not spec.trust_remote_code:
+        what = REMOTE_CODE_MODELS.get(kind, f"model type {kind!r}")
+        raise ConfigError(
+            f"model.base {spec.source!r} is {what}, which runs the model's own Python code; "
+            "set model.trust_remote_code: true in params.yaml if you trust it"
+        )
+    return kind
+
+
+def render_chat(tok, messages: list[dict[str, str]], *, add_generation_prompt: bool = False) -> str:
+    """The chat template's text. Thinking is off (`enable_thinking=False`): Qwen3's template then
+    opens the answer with an empty think block; templates without the switch ignore it."""
+    return tok.apply_chat_template(
+        messages,
+        tokenize=False,
+        add_generation_prompt=add_generation_prompt,
+        enable_thinking=False,
+    )
+
+
 def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
-    """The base's own tokenizer and chat template; pads with <|endoftext|> when it has no pad."""
+    """The base's own tokenizer and chat template; pads with <|endoftext|> when it has no pad.
+
+    The original Qwen-7B-Chat has no template (its remote code builds ChatML in `make_context`);
+    it gets that same ChatML as a template.
+    """
     from transformers import AutoTokenizer
 
+    kind = model_type(spec)
     try:
         tok = AutoTokenizer.from_pretrained(spec.source, **_hub_kwargs(spec))
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"tokenizer of {spec.source!r}: {exc}") from None
+    if tok.chat_template is None and kind in REMOTE_CODE_MODELS:
+        tok.chat_template = (TEMPLATES / "qwen_chatml.jinja").read_text(encoding="utf-8")
     if tok.chat_template is None:
         raise ModelLoadError(
             f"tokenizer of {spec.source!r} has no chat template; use a chat (Instruct) model"
@@ -118,11 +178,13 @@ def bnb_config(spec: ModelSpec) -> Any | None:
     from transformers import BitsAndBytesConfig
 
     if spec.quantization == "4bit":
+        storage = {"bnb_4bit_quant_storage": torch_dtype(spec.dtype)} if sharded_weights() else {}
         return BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type=spec.quant_type,
             bnb_4bit_use_double_quant=spec.double_quant,
             bnb_4bit_compute_dtype=torch_dtype(spec.compute_dtype),
+            **storage,
         )
     if spec.quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
@@ -133,17 +195,20 @@ def load_model(spec: ModelSpec, *, quantize: bool = True) -> PreTrainedModel:
     """The base model on this machine's device, quantized as the spec says (safetensors only)."""
     from transformers import AutoModelForCausalLM
 
+    model_type(spec)  # refuses remote-code models without trust_remote_code
     quant = bnb_config(spec) if quantize else None
     kwargs = _hub_kwargs(spec)
     if quant is not None:
-        kwargs |= {"quantization_config": quant, "device_map": {"": device()}}
+        kwargs["quantization_config"] = quant
+        if not sharded_weights():
+            kwargs["device_map"] = {"": device()}
     try:
         model = AutoModelForCausalLM.from_pretrained(
             spec.source, dtype=torch_dtype(spec.dtype), use_safetensors=True, **kwargs
         )
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"model {spec.source!r}: {exc}") from None
-    if quant is None:
+    if quant is None and not sharded_weights():
         model.to(device())
     log.info("loaded %s (%s, %s) on %s", spec.source, spec.quantization, spec.dtype, device())
     return model

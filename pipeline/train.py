@@ -10,21 +10,29 @@ to models/adapter. The loss curve is also written to reports/train_loss.tsv for 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transformers import ProgressCallback, TrainerCallback
+from transformers import ProgressCallback, Trainer, TrainerCallback
 
 from pipeline import tracking
 from pipeline.config import Config
 from pipeline.io import atomic_dir, write_json
-from pipeline.modeling import ModelSpec, load_model, load_tokenizer, prepare_for_training
+from pipeline.modeling import (
+    ModelSpec,
+    load_model,
+    load_tokenizer,
+    prepare_for_training,
+    sharded_weights,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +44,18 @@ class TrainResult:
     metrics: dict[str, float]
 
 
+# LoRA targets for architectures whose linear layers peft's "all-linear" does not name well:
+# the original Qwen-7B-Chat (remote code) has fused c_attn and c_proj / w1 / w2.
+LORA_TARGETS = {"qwen": ("c_attn", "c_proj", "w1", "w2")}
+
+
+def lora_targets(model_type: str | None, configured: str | tuple[str, ...]) -> str | list[str]:
+    """The configured target modules; "all-linear" becomes the known list for LORA_TARGETS."""
+    if configured == "all-linear" and model_type in LORA_TARGETS:
+        return list(LORA_TARGETS[model_type])
+    return configured if isinstance(configured, str) else list(configured)
+
+
 def lora_model(model, cfg: Config, tok):
     """Wrap the (frozen, possibly k-bit) base in LoRA."""
     from peft import LoraConfig, get_peft_model
@@ -43,12 +63,12 @@ def lora_model(model, cfg: Config, tok):
     t = cfg.train
     model = prepare_for_training(model, t.gradient_checkpointing)
     token_ids = tok.convert_tokens_to_ids(list(t.lora.trainable_tokens))
-    targets = t.lora.target_modules
+    targets = lora_targets(getattr(model.config, "model_type", None), t.lora.target_modules)
     lora = LoraConfig(
         r=t.lora.r,
         lora_alpha=t.lora.alpha,
         lora_dropout=t.lora.dropout,
-        target_modules=targets if isinstance(targets, str) else list(targets),
+        target_modules=targets,
         # With tied embeddings peft wraps lm_head too, so the rows stay tied.
         trainable_token_indices=token_ids or None,
         use_rslora=t.lora.use_rslora,
@@ -103,11 +123,20 @@ class _QuietProgress(ProgressCallback):
             self.training_bar.set_postfix(loss=f"{logs['loss']:.3f}", refresh=False)
 
 
+def world_size() -> int:
+    """Processes of this training run, as torchrun / accelerate launch export it (1 otherwise)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def _training_args(cfg: Config, output_dir: Path):
+    """Under torchrun / `accelerate launch --multi_gpu` (WORLD_SIZE > 1) this also starts the
+    process group: NCCL on GPUs; on CPUs, gloo (use_cpu, which the Trainer would not choose by
+    itself: without it each process would train alone, seeing a world of size 1)."""
     import torch
     from transformers import TrainingArguments
 
     t = cfg.train
+    cpu_ddp = world_size() > 1 and not torch.cuda.is_available()
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=t.epochs,
@@ -132,7 +161,49 @@ def _training_args(cfg: Config, output_dir: Path):
         remove_unused_columns=True,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        # LoRA uses every trainable parameter: spare DDP the search for unused ones.
+        ddp_find_unused_parameters=False if world_size() > 1 else None,
+        **({"use_cpu": True, "ddp_backend": "gloo"} if cpu_ddp else {}),
     )
+
+
+def _sequences(inputs: dict[str, Any]) -> int:
+    """Conversations in one collated batch: rows, or position restarts in a packed row."""
+    if "position_ids" in inputs:
+        return int((inputs["position_ids"] == 0).sum())
+    return int(inputs["input_ids"].shape[0])
+
+
+class _Trainer(Trainer):
+    """The Trainer, counting what this process trains on (each rank gets its own shard)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.micro_batches = 0
+        self.sequences = 0
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        self.micro_batches += 1
+        self.sequences += _sequences(inputs)
+        return super().training_step(model, inputs, num_items_in_batch)
+
+
+def data_collator(cfg: Config, tok):
+    """Batches for the Trainer: padded to the longest member (default), or with
+    `train.packing` the batch's conversations concatenated into one row without padding.
+
+    Packed rows carry `position_ids` that restart at 0 for every conversation and no attention
+    mask; transformers' masking utilities (`find_packed_sequence_indices`) then build a
+    block-diagonal causal mask for eager and SDPA attention (flash attention uses the same
+    boundaries), so no conversation attends to another. That needs the model to run without a
+    KV cache, as the Trainer trains (`use_cache=False`). The first label of each conversation is
+    -100, so no token is predicted across a boundary either.
+    """
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
+
+    if cfg.train.packing:
+        return DataCollatorWithFlattening(return_position_ids=True, separator_id=-100)
+    return DataCollatorForSeq2Seq(tok, padding="longest", label_pad_token_id=-100)
 
 
 def _write_loss_curve(path: Path, history: list[dict[str, Any]]) -> None:
@@ -165,13 +236,16 @@ def fingerprint(cfg: Config) -> str:
     return digest.hexdigest()
 
 
-def resume_point(ckpt_dir: Path, expected: str) -> tuple[Path | None, str | None]:
+def resume_point(
+    ckpt_dir: Path, expected: str, *, remove_stale: bool = True
+) -> tuple[Path | None, str | None]:
     """The last complete checkpoint and MLflow run of an interrupted run with the same
-    fingerprint; checkpoints of anything else are stale and removed."""
+    fingerprint; checkpoints of anything else are stale and removed (by rank 0 only)."""
     state_file = ckpt_dir / STATE_FILE
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
     if state.get("fingerprint") != expected:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        if remove_stale:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
         return None, None
     done = [c for c in ckpt_dir.glob("checkpoint-*") if (c / "trainer_state.json").exists()]
     last = max(done, key=lambda c: int(c.name.split("-")[1]), default=None)
@@ -179,43 +253,60 @@ def resume_point(ckpt_dir: Path, expected: str) -> tuple[Path | None, str | None
 
 
 def run(cfg: Config) -> TrainResult:
+    """Train; under torchrun / accelerate every process trains on its shard of each epoch, and
+    only rank 0 writes the adapter, checkpoints and reports and talks to MLflow (the other
+    ranks return an empty run id)."""
     from datasets import load_from_disk
-    from transformers import DataCollatorForSeq2Seq, Trainer, set_seed
+    from transformers import set_seed
 
     import mlflow
 
     paths = cfg.paths
     ckpt_dir = paths.root / "models" / "checkpoints"
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true" and "MASTER_ADDR" in os.environ:
+        if world_size() == 1:
+            log.warning(
+                "train: one process only: `accelerate launch --cpu` starts several only through "
+                "mpirun (--mpirun_hostfile); use `torchrun --nproc_per_node N -m pipeline train`"
+            )
+    args = _training_args(cfg, ckpt_dir)  # starts the process group when distributed
+    main = args.process_index == 0
     print_ = fingerprint(cfg)
-    checkpoint, run_id = resume_point(ckpt_dir, print_)
-    if checkpoint is not None:
+    with args.main_process_first(desc="resume point"):  # rank 0 removes stale checkpoints first
+        checkpoint, run_id = resume_point(ckpt_dir, print_, remove_stale=main)
+    if checkpoint is not None and main:
         log.info("train: resuming from %s (an earlier run stopped there)", checkpoint.name)
     spec = ModelSpec.from_config(cfg)
     tok = load_tokenizer(spec)
     set_seed(cfg.train.seed)  # LoRA's initial weights come from the global RNG
     model = lora_model(load_model(spec), cfg, tok)
+    if cfg.train.packing:
+        model.config.use_cache = False  # packed rows need it (the Trainer sets it too)
     data = {s: load_from_disk(str(paths.processed_dir / s)) for s in ("train", "val")}
     keep = ["input_ids", "labels", "length"]
     data = {
         s: d.remove_columns([c for c in d.column_names if c not in keep]) for s, d in data.items()
     }
-    tracking.setup(cfg)
+    if main:
+        tracking.setup(cfg)
+    nothing = contextlib.nullcontext()
     with (
-        mlflow.start_run(run_id=run_id, log_system_metrics=True) as active,
-        atomic_dir(paths.adapter_dir) as out,
+        mlflow.start_run(run_id=run_id, log_system_metrics=True) if main else nothing as active,
+        atomic_dir(paths.adapter_dir) if main else nothing as out,
     ):
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        state = {"fingerprint": print_, "run_id": active.info.run_id}
-        (ckpt_dir / STATE_FILE).write_text(json.dumps(state) + "\n")
-        if checkpoint is None:
-            mlflow.log_params(tracking.flatten(cfg.model_dump(mode="json", by_alias=True)))
-        mlflow.set_tags({"stage": "train", **tracking.run_tags(cfg)})
-        trainer = Trainer(
+        if main:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            state = {"fingerprint": print_, "run_id": active.info.run_id}
+            (ckpt_dir / STATE_FILE).write_text(json.dumps(state) + "\n")
+            if checkpoint is None:
+                mlflow.log_params(tracking.flatten(cfg.model_dump(mode="json", by_alias=True)))
+            mlflow.set_tags({"stage": "train", **tracking.run_tags(cfg)})
+        trainer = _Trainer(
             model=model,
-            args=_training_args(cfg, ckpt_dir),
+            args=args,
             train_dataset=data["train"],
             eval_dataset=data["val"] if len(data["val"]) else None,
-            data_collator=DataCollatorForSeq2Seq(tok, padding="longest", label_pad_token_id=-100),
+            data_collator=data_collator(cfg, tok),
             callbacks=[_MlflowSteps()],
         )
         trainer.remove_callback(ProgressCallback)
@@ -223,7 +314,28 @@ def run(cfg: Config) -> TrainResult:
         start = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         seconds = time.perf_counter() - start
-        model.save_pretrained(str(out), safe_serialization=True)
+        log.info(
+            "train: rank %d of %d trained %d conversations in %d micro-batches (%d optimizer "
+            "steps)",
+            args.process_index,
+            args.world_size,
+            trainer.sequences,
+            trainer.micro_batches,
+            result.global_step,
+        )
+        per_rank = _gather(trainer.sequences, args.world_size)
+        if sharded_weights():  # FSDP / ZeRO-3: every rank takes part in gathering the adapter
+            gathered = ckpt_dir / "final-adapter"
+            if trainer.is_fsdp_enabled:
+                trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+            trainer.save_model(str(gathered))
+        if not main:
+            return TrainResult(paths.adapter_dir, "", {"steps": result.global_step})
+        if sharded_weights():
+            for name in ("adapter_config.json", "adapter_model.safetensors"):
+                shutil.copy2(gathered / name, out / name)
+        else:
+            model.save_pretrained(str(out), safe_serialization=True)
         tok.save_pretrained(str(out))
         tracking.save_run_id(out, active.info.run_id)
         tokens = sum(data["train"]["length"]) * cfg.train.epochs
@@ -236,7 +348,20 @@ def run(cfg: Config) -> TrainResult:
             "resumed_from_step": int(checkpoint.name.split("-")[1]) if checkpoint else 0,
         }
         mlflow.log_metrics({f"train/{k}": float(v) for k, v in metrics.items()})
+        if args.world_size > 1:
+            metrics |= {"processes": args.world_size, "conversations_per_rank": per_rank}
     write_json(paths.reports / "train.json", metrics)
     _write_loss_curve(paths.reports / "train_loss.tsv", trainer.state.log_history)
     log.info("train: %s", metrics)
     return TrainResult(paths.adapter_dir, active.info.run_id, metrics)
+
+
+def _gather(value: int, processes: int) -> list[int]:
+    """`value` from every rank, in rank order (just [value] in a single process)."""
+    if processes == 1:
+        return [value]
+    import torch.distributed as dist
+
+    values: list[int] = [0] * processes
+    dist.all_gather_object(values, value)
+    return values
