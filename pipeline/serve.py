@@ -690,12 +690,14 @@ def create_app(champion: Champion, limits: ServeConfig, generator: Generator | N
                 "context_length_exceeded",
             )
         cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        head = {"id": cid, "created": created, "model": served.id}
+
+        def head(kind: str) -> dict[str, Any]:
+            return {"id": cid, "object": kind, "created": created, "model": served.id}
+
         if not req.stream:
             c = await run_in_threadpool(generator.complete, served, req, ids)
             return {
-                **head,
-                "object": "chat.completion",
+                **head("chat.completion"),
                 "choices": [
                     {
                         "index": 0,
@@ -706,7 +708,7 @@ def create_app(champion: Champion, limits: ServeConfig, generator: Generator | N
                 "usage": _usage(c),
             }
         return StreamingResponse(
-            _stream(generator, served, req, ids, {**head, "object": "chat.completion.chunk"}),
+            _stream(generator, served, req, ids, head("chat.completion.chunk")),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
