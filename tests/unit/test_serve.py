@@ -90,6 +90,7 @@ class ScriptedModel:
 
     def __init__(self, script: list[int]):
         self.script = script
+        self.calls: list[dict] = []
 
     def parameters(self):
         import torch
@@ -99,6 +100,7 @@ class ScriptedModel:
     def generate(self, input_ids, max_new_tokens, eos_token_id, streamer=None, **kwargs):
         import torch
 
+        self.calls.append(kwargs)
         out = input_ids[0].tolist()
         if streamer is not None:
             streamer.put(input_ids)
@@ -257,3 +259,13 @@ def test_watcher_thread_swaps_while_old_requests_keep_their_model(registry):
         assert in_flight.model is not champion.current.model
     finally:
         champion.stop()
+
+
+def test_temperature_zero_is_greedy_and_above_zero_samples(client, registry):
+    registry["alias"] = "1"
+    _chat(client)
+    _chat(client, temperature=0.7, top_p=0.9, seed=3)
+    greedy, sampled = registry["champion"].current.model.calls
+    assert greedy["do_sample"] is False and "temperature" not in greedy
+    assert sampled["do_sample"] is True
+    assert (sampled["temperature"], sampled["top_p"], sampled["top_k"]) == (0.7, 0.9, 0)
