@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20  # a chat request, not an upload
 RETRY_FAILED_S = 60.0  # a version that failed to load is tried again after this long
+# Fast (Rust) tokenizers may refuse concurrent use ("Already borrowed"): one user at a time.
+TOKENIZER_LOCK = threading.Lock()
 ROLES = ("system", "developer", "user", "assistant")
 # Accepted as OpenAI clients send them, with no effect on the answer.
 IGNORED_FIELDS = ("user", "metadata", "store", "service_tier", "parallel_tool_calls")
@@ -437,7 +439,8 @@ def prompt_ids(served: Served, messages: list[dict[str, str]]) -> list[int]:
     text = tok.apply_chat_template(
         chat_messages(served.spec, messages), tokenize=False, add_generation_prompt=True
     )
-    return tok(text, add_special_tokens=False)["input_ids"]
+    with TOKENIZER_LOCK:
+        return tok(text, add_special_tokens=False)["input_ids"]
 
 
 class _Deltas:
@@ -465,7 +468,8 @@ class _Deltas:
             self.ids.append(token)
         if self.on_delta is None:
             return
-        text = self.tok.decode(self.ids, skip_special_tokens=True).strip()
+        with TOKENIZER_LOCK:
+            text = self.tok.decode(self.ids, skip_special_tokens=True).strip()
         if text.endswith("\ufffd"):
             return
         if text.startswith(self.sent) and len(text) > len(self.sent):
@@ -528,7 +532,8 @@ class Generator:
         row = out[0, len(ids) :].tolist()
         cut = next((j for j, t in enumerate(row) if t in stops), None)
         body = row if cut is None else row[:cut]
-        text = tok.decode(body, skip_special_tokens=True).strip()  # as generation.generate
+        with TOKENIZER_LOCK:
+            text = tok.decode(body, skip_special_tokens=True).strip()  # as generation.generate
         if on_delta is not None and text != streamer.sent:
             if text.startswith(streamer.sent):
                 on_delta(text[len(streamer.sent) :])
@@ -669,13 +674,16 @@ def create_app(champion: Champion, limits: ServeConfig, generator: Generator | N
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > MAX_BODY_BYTES:
-            raise ApiError(413, f"Request body over {MAX_BODY_BYTES} bytes.", None, "too_large")
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, f"Request body over {MAX_BODY_BYTES} bytes.", None, "too_large")
-        req = parse_request(body, limits.max_new_tokens)
+        too_large = ApiError(413, f"Request body over {MAX_BODY_BYTES} bytes.", None, "too_large")
+        size = request.headers.get("content-length", "")
+        if size.isdigit() and int(size) > MAX_BODY_BYTES:
+            raise too_large
+        body = bytearray()
+        async for part in request.stream():  # chunked bodies too: stop reading at the limit
+            body += part
+            if len(body) > MAX_BODY_BYTES:
+                raise too_large
+        req = parse_request(bytes(body), limits.max_new_tokens)
         served = await run_in_threadpool(champion.for_request)
         if served is None:
             raise unavailable()

@@ -222,6 +222,10 @@ def test_prompt_over_the_cap_and_unknown_routes(client, registry):
     assert set(r.json()["error"]) == {"message", "type", "param", "code"}
     r = client.post("/v1/chat/completions", content=b"{", headers={"content-type": "text/plain"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+    r = client.post("/v1/chat/completions", content=b" " * (2 << 20))
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+    r = client.post("/v1/chat/completions", content=iter([b" " * (1 << 20), b" {}"]))  # chunked
+    assert r.status_code == 413
 
 
 def test_alias_moves_are_followed_and_a_broken_version_keeps_the_old_one(client, registry):
