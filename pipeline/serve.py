@@ -332,18 +332,21 @@ class Champion:
             try:
                 version = self._resolve()
             except Exception as exc:  # the registry is down: keep serving what we have
-                self.last_error = f"cannot read alias {self.alias!r}: {exc}"
-                log.error("serve: %s", self.last_error)
+                error = f"cannot read alias {self.alias!r}: {exc}"
+                if error != self.last_error:  # once, not at every check
+                    log.error("serve: %s", error)
+                self.last_error = error
                 return self.current
-            self.alias_version = version
+            previous, self.alias_version = self.alias_version, version
             if version is None:
-                if self.current is not None:
+                if self.current is not None and previous is not None:
                     log.warning(
                         "serve: %s has no alias %r now; still serving version %s",
                         self.name, self.alias, self.current.version,
                     )  # fmt: skip
                 return self.current
             if self.current is not None and self.current.version == version:
+                self.last_error = None
                 return self.current
             failed_at = self._failed.get(version)
             if failed_at is not None and time.monotonic() - failed_at < RETRY_FAILED_S:
