@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--alias", default="champion", help="registry alias (default: %(default)s)")
     serve = sub.add_parser("serve", help="serve the champion over an OpenAI-compatible HTTP API")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
-    serve.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     serve.add_argument("--alias", default="champion", help="registry alias (default: %(default)s)")
     reg = sub.add_parser("registry", help="list, promote, roll back, show lineage")
     reg.add_argument("action", choices=["list", "promote", "rollback", "lineage"])
