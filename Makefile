@@ -3,7 +3,7 @@
 # TORCH_SPEC picks the torch build installed first when .venv has none. The default is the CPU
 # wheel this project's CI machine holds on disk; with CUDA, e.g. TORCH_SPEC="torch==2.13.0"
 # --index-url of your CUDA build, or install torch into .venv yourself before `make`.
-.PHONY: install run test chat lint clean-outputs
+.PHONY: install run test chat serve lint clean-outputs
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -27,6 +27,9 @@ test: install
 
 chat: install
 	$(BIN)/python -m pipeline chat "$(Q)"
+
+serve: install
+	$(BIN)/python -m pipeline serve
 
 lint: install
 	$(BIN)/ruff check pipeline flows tests benchmarks

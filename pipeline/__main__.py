@@ -1,8 +1,14 @@
-"""The command line: `python -m pipeline <stage>` for each dvc.yaml stage, plus `chat`.
+"""The command line: `python -m pipeline <stage>` for each dvc.yaml stage, plus tools.
 
     python -m pipeline validate [FILE ...]
     python -m pipeline {split,base,preprocess,train,evaluate,register}
     python -m pipeline chat "感冒有什么症状？"
+    python -m pipeline serve [--host 127.0.0.1] [--port 8000] [--alias champion]
+    python -m pipeline registry {list,promote,rollback,lineage} [VERSION]
+    python -m pipeline export VERSION --out DIR
+
+`serve` puts the champion behind an OpenAI-compatible HTTP API (/v1/chat/completions) and
+follows the alias without a restart.
 
 `-p/--params` picks the params file and `-S key=value` overrides one value (YAML-parsed), as
 in `dvc exp run -S`. Typed pipeline errors print as one line and exit non-zero.
@@ -58,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     chat = sub.add_parser("chat", help="answer a question with the registered champion")
     chat.add_argument("question")
     chat.add_argument("--alias", default="champion", help="registry alias (default: %(default)s)")
+    serve = sub.add_parser("serve", help="serve the champion over an OpenAI-compatible HTTP API")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    serve.add_argument("--alias", default="champion", help="registry alias (default: %(default)s)")
     reg = sub.add_parser("registry", help="list, promote, roll back, show lineage")
     reg.add_argument("action", choices=["list", "promote", "rollback", "lineage"])
     reg.add_argument("version", nargs="?")
@@ -86,6 +96,10 @@ def _dispatch(args: argparse.Namespace) -> None:
         from pipeline import chat
 
         print(chat.run(cfg, args.question, args.alias))
+    elif args.command == "serve":
+        from pipeline import serve
+
+        serve.run(cfg, args.host, args.port, args.alias)
     elif args.command == "registry":
         from pipeline import registry
 

@@ -131,6 +131,14 @@ class RegisterConfig(_Section):
     artifact_location: str  # relative paths are resolved against the project root
 
 
+class ServeConfig(_Section):
+    """`python -m pipeline serve`: the champion behind an OpenAI-compatible HTTP API."""
+
+    reload_interval_s: float = Field(ge=0)  # alias check period; 0: on every request
+    max_prompt_tokens: int = Field(gt=0)  # rendered chat template, system prompt included
+    max_new_tokens: int = Field(gt=0)  # cap on max_tokens (and its default)
+
+
 class Config(_Section):
     model: ModelConfig
     validate_: ValidateConfig = Field(alias="validate")
@@ -140,6 +148,7 @@ class Config(_Section):
     train: TrainConfig
     evaluate: EvaluateConfig
     register_: RegisterConfig = Field(alias="register")
+    serve: ServeConfig
     root: Path = Field(exclude=True)
 
     @property

@@ -1,0 +1,243 @@
+"""`python -m pipeline serve` as a real process: OpenAI-shaped answers that equal the registered
+model's own, 4xx for bad requests, and a new champion picked up without a restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from functools import cache
+
+import pytest
+
+from pipeline import base, evaluate, preprocess, register, registry, split, train, validate
+from pipeline.config import load_config
+from tests.conftest import REPO, TINY_OVERRIDES, make_project, read_rows
+from tests.e2e.test_pipeline import PERMISSIVE_GATE
+from tests.unit.test_serve import BAD_REQUESTS, LIMITS
+
+pytestmark = pytest.mark.slow
+MAX_NEW = LIMITS.max_new_tokens  # the same caps as the unit test's bad requests assume
+OVERRIDES = {
+    **TINY_OVERRIDES,
+    **PERMISSIVE_GATE,
+    "evaluate.max_samples": 2,
+    "serve.reload_interval_s": 0.5,
+    "serve.max_new_tokens": MAX_NEW,
+    "serve.max_prompt_tokens": LIMITS.max_prompt_tokens,
+}
+QUESTION = "感冒有什么症状？"
+MULTI_TURN = [
+    {"role": "system", "content": "你是一名医生。"},
+    {"role": "user", "content": "胃疼吃什么药？"},
+    {"role": "assistant", "content": "可以先用抑酸药。"},
+    {"role": "user", "content": "感冒有什么症状？"},
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@cache
+def _reference(name: str, version: str):
+    """The registered pyfunc model of a version, unwrapped: what `chat` answers with."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+
+
+def _expected(name: str, version: str, messages: list[dict], max_new: int = MAX_NEW):
+    from pipeline.generation import generate
+
+    m = _reference(name, version)
+    [answer] = generate(m.model, m.tokenizer, m.spec, [messages], max_new)
+    return answer
+
+
+class Server:
+    def __init__(self, root, log_path):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "serve", "--port", str(self.port)],
+            cwd=root,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def logs(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for(self, check, what: str, timeout: float = 180):
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"server exited:\n{self.logs()}"
+            try:
+                if check():
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}:\n{self.logs()}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def test_serve_answers_like_the_registry_and_follows_the_champion(tmp_path, monkeypatch):
+    import httpx
+
+    rows = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:80]
+    root = make_project(tmp_path / "p", rows, OVERRIDES)
+    monkeypatch.chdir(root)
+    cfg = load_config(root / "params.yaml")
+    name = cfg.register_.model_name
+    for stage in (validate, split, base, preprocess, train):
+        stage.run(cfg)
+
+    server = Server(root, tmp_path / "serve.log")
+    http = httpx.Client(base_url=server.url, timeout=60)
+    try:
+        # Nothing registered yet: 503 with what to do, and the server keeps looking.
+        server.wait_for(lambda: http.get("/health").status_code == 503, "the server to start")
+        r = http.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 503 and "promote a version" in r.json()["error"]["message"]
+
+        for stage in (evaluate, register):
+            result = stage.run(cfg)
+        assert result["version"] == 1 and "champion" in result["aliases"]
+        server.wait_for(lambda: http.get("/health").json()["version"] == "1", "version 1")
+        health = http.get("/health").json()
+        assert health == {**health, "status": "ok", "model": name, "alias": "champion"}
+        [listed] = http.get("/v1/models").json()["data"]
+        assert listed["id"] == f"{name}:v1" and listed["version"] == "1"
+
+        # A good request: OpenAI's shape, the registered model's own greedy answer.
+        started = time.perf_counter()
+        r = http.post(
+            "/v1/chat/completions",
+            json={"model": name, "messages": [{"role": "user", "content": QUESTION}]},
+        )
+        latency = time.perf_counter() - started
+        print(f"\none chat completion on the tiny model: {latency * 1000:.0f} ms")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["object"] == "chat.completion" and body["model"] == f"{name}:v1"
+        [choice] = body["choices"]
+        expected = _expected(name, "1", [{"role": "user", "content": QUESTION}])
+        assert choice["message"] == {"role": "assistant", "content": expected.text}
+        assert choice["finish_reason"] == ("stop" if expected.stopped else "length")
+        usage = body["usage"]
+        assert usage["completion_tokens"] == expected.new_tokens + expected.stopped
+        assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+        assert usage["prompt_tokens"] > 20  # chat template and default system prompt included
+
+        # Multi-turn with the client's own system prompt goes through the same chat template.
+        r = http.post("/v1/chat/completions", json={"messages": MULTI_TURN, "max_tokens": 8})
+        short = _expected(name, "1", MULTI_TURN, 8)
+        assert r.json()["choices"][0]["message"]["content"] == short.text
+        assert r.json()["usage"]["completion_tokens"] == short.new_tokens + short.stopped <= 8
+        r = http.post("/v1/chat/completions", json={"messages": MULTI_TURN})
+        expected_multi = _expected(name, "1", MULTI_TURN)
+        assert r.json()["choices"][0]["message"]["content"] == expected_multi.text
+
+        # Streaming: the same text, in chunks, then the finish reason, the usage and [DONE].
+        with http.stream(
+            "POST",
+            "/v1/chat/completions",
+            json={
+                "messages": [{"role": "user", "content": QUESTION}],
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            },
+        ) as r:
+            assert r.status_code == 200
+            lines = [line for line in r.iter_lines() if line]
+        assert lines[-1] == "data: [DONE]"
+        chunks = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+        text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+        assert text == expected.text
+        assert chunks[-2]["choices"][0]["finish_reason"] == choice["finish_reason"]
+        assert chunks[-1]["usage"] == usage
+
+        # Malformed requests: 4xx with OpenAI's error object naming the parameter.
+        for bad, status, param, words in BAD_REQUESTS:
+            raw = bad if isinstance(bad, str) else json.dumps(bad, ensure_ascii=False)
+            r = http.post("/v1/chat/completions", content=raw.encode())
+            err = r.json()["error"]
+            assert (r.status_code, err["param"]) == (status, param), (bad, r.text)
+            assert words in err["message"]
+        r = http.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "痛" * 400}]}
+        )
+        assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+        assert (
+            f"maximum prompt length is {LIMITS.max_prompt_tokens} tokens"
+            in r.json()["error"]["message"]
+        )
+        assert http.get("/v1/nothing").status_code == 404
+        assert http.get("/v1/chat/completions").status_code == 405
+
+        # A different version 2 (learning rate 0: the base itself), refused by the real gate;
+        # the server keeps version 1 until the alias moves, then switches without a restart.
+        degraded = load_config(
+            root / "params.yaml",
+            {
+                "train.lr": 0.0,
+                "evaluate.gate.min_rouge_l_gain": 0.03,
+                "evaluate.gate.max_loss_ratio": 0.98,
+            },
+        )
+        for stage in (train, evaluate, register):
+            result = stage.run(degraded)
+        assert result["version"] == 2 and result["gate"]["promote"] is False
+        assert http.get("/health").json()["version"] == "1"
+        new = _expected(name, "2", [{"role": "user", "content": QUESTION}])
+        new_multi = _expected(name, "2", MULTI_TURN)
+        assert (new.text, new_multi.text) != (expected.text, expected_multi.text)
+        promoted = subprocess.run(
+            [sys.executable, "-m", "pipeline", "registry", "promote", "2", "--force"]
+            + ["--reason", "serve test: switch without restart"],
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+        )
+        assert promoted.returncode == 0, promoted.stderr
+
+        def answer(messages) -> dict:
+            return http.post("/v1/chat/completions", json={"messages": messages}).json()
+
+        server.wait_for(lambda: answer(MULTI_TURN)["model"] == f"{name}:v2", "version 2")
+        assert answer(MULTI_TURN)["choices"][0]["message"]["content"] == new_multi.text
+        single = answer([{"role": "user", "content": QUESTION}])
+        assert single["choices"][0]["message"]["content"] == new.text
+
+        registry.rollback(cfg)
+        server.wait_for(lambda: answer(MULTI_TURN)["model"] == f"{name}:v1", "the rollback")
+        assert answer(MULTI_TURN)["choices"][0]["message"]["content"] == expected_multi.text
+        assert server.proc.poll() is None  # one process all along
+    finally:
+        http.close()
+        server.stop()
+    logs = server.logs()
+    assert "now serving qwen-medical-lora version 2" in logs
+    assert "POST /v1/chat/completions 200" in logs and "GET /v1/nothing 404" in logs
