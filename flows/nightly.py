@@ -173,9 +173,13 @@ def run_stages(params_path: str) -> dict[str, Any]:
         if name in AFTER_STAGE:
             AFTER_STAGE[name](params_path)
         if name == "register":
-            path = load_config(params_path).paths.reports / "registration.json"
-            registration = json.loads(path.read_text(encoding="utf-8"))
+            registration = read_registration(params_path)
     return registration
+
+
+def read_registration(params_path: str) -> dict[str, Any]:
+    path = load_config(params_path).paths.reports / "registration.json"
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @flow(name="qwen-medical-nightly", log_prints=True)
