@@ -105,7 +105,8 @@ def test_nightly_deployment_trains_then_skips_then_fails_on_bad_data(tmp_path):
         api = Prefect(api_url)
         name = f"qwen-medical-nightly/{DEPLOY['name']}"
         deployment = api("read_deployment_by_name", name)
-        assert deployment.concurrency_limit == 1
+        assert deployment.global_concurrency_limit.limit == 1
+        assert deployment.concurrency_options.collision_strategy == "ENQUEUE"
         [schedule] = deployment.schedules
         assert (schedule.schedule.cron, schedule.schedule.timezone) == (
             "0 2 * * *",
