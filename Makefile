@@ -3,12 +3,29 @@
 # TORCH_SPEC picks the torch build installed first when .venv has none. The default is the CPU
 # wheel this project's CI machine holds on disk; with CUDA, e.g. TORCH_SPEC="torch==2.13.0"
 # --index-url of your CUDA build, or install torch into .venv yourself before `make`.
-.PHONY: install run test chat serve lint clean-outputs
+#
+# Servers (each runs in the foreground; one terminal each), bound to HOST (127.0.0.1) by default:
+# make mlflow-server   - MLflow tracking + registry on MLFLOW_PORT (sqlite and artifacts in mlflow/)
+# make prefect-server  - Prefect API + UI on PREFECT_PORT (its database in .prefect/)
+# make prefect-worker  - a process worker on the WORK_POOL work pool
+# make deploy          - create the work pool and the training concurrency limit, deploy prefect.yaml
+# make nightly         - trigger one run of the nightly deployment now
+.PHONY: install run test chat serve lint clean-outputs mlflow-server prefect-server prefect-worker \
+	deploy nightly
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+HOST ?= 127.0.0.1
+MLFLOW_PORT ?= 5000
+PREFECT_PORT ?= 4200
+# A team's shared server: export PREFECT_API_URL (and MLFLOW_TRACKING_URI) before `make`.
+PREFECT_API_URL ?= http://$(HOST):$(PREFECT_PORT)/api
+WORK_POOL ?= medical-process
+TRAINING_LIMIT ?= qwen-medical-training
+DEPLOYMENT ?= qwen-medical-nightly/nightly-retrain
+PREFECT_CLIENT := PREFECT_API_URL=$(PREFECT_API_URL) $(BIN)/prefect
 
 install: $(VENV)/.installed
 
@@ -33,3 +50,26 @@ serve: install
 
 lint: install
 	$(BIN)/ruff check pipeline flows tests benchmarks
+
+mlflow-server: install
+	@mkdir -p mlflow/server-artifacts
+	$(BIN)/mlflow server --host $(HOST) --port $(MLFLOW_PORT) --workers 1 \
+		--backend-store-uri sqlite:///mlflow/server.db --artifacts-destination mlflow/server-artifacts
+
+prefect-server: install
+	PREFECT_HOME=$(CURDIR)/.prefect PREFECT_SERVER_API_HOST=$(HOST) \
+		PREFECT_SERVER_ANALYTICS_ENABLED=false \
+		$(BIN)/prefect server start --host $(HOST) --port $(PREFECT_PORT)
+
+prefect-worker: install
+	$(PREFECT_CLIENT) worker start --pool $(WORK_POOL) --type process
+
+deploy: install
+	$(PREFECT_CLIENT) work-pool inspect $(WORK_POOL) >/dev/null 2>&1 || \
+		$(PREFECT_CLIENT) work-pool create $(WORK_POOL) --type process
+	$(PREFECT_CLIENT) global-concurrency-limit inspect $(TRAINING_LIMIT) >/dev/null 2>&1 || \
+		$(PREFECT_CLIENT) global-concurrency-limit create $(TRAINING_LIMIT) --limit 1
+	$(PREFECT_CLIENT) --no-prompt deploy --name nightly-retrain
+
+nightly: install
+	$(PREFECT_CLIENT) deployment run $(DEPLOYMENT)

@@ -5,6 +5,9 @@ in dvc.yaml's order.
 
 Without PREFECT_API_URL, Prefect runs it on a temporary local server. Stage outputs are cached
 by DVC, not Prefect, so tasks never cache; no stage is retried (training is not transient).
+In a DVC project (dvc.yaml + .dvc/), each stage is recorded in dvc.lock after it succeeds
+(`dvc commit --force <stage>`), so a flow run leaves dvc.lock as `dvc repro` would and
+`dvc status` clean.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -22,12 +26,28 @@ from pipeline.__main__ import OFFLINE_DEFAULTS
 from pipeline.config import load_config
 
 
+def is_dvc_project(root: Path) -> bool:
+    return (root / "dvc.yaml").is_file() and (root / ".dvc").is_dir()
+
+
+def dvc_commit(root: Path, stage: str) -> None:
+    """Record a stage that just ran in dvc.lock (deps, params and outs hashes; cached outs go
+    to DVC's cache), as `dvc repro` does after running its command."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        repo.commit(stage, force=True)
+
+
 def stage_task(name: str):
-    """A Prefect task running `pipeline.<name>.run(cfg)`."""
+    """A Prefect task running `pipeline.<name>.run(cfg)`, then recording it in dvc.lock."""
 
     def run_stage(params_path: str) -> str:
         module = importlib.import_module(f"pipeline.{name}")
-        result = module.run(load_config(params_path))
+        cfg = load_config(params_path)
+        result = module.run(cfg)
+        if is_dvc_project(cfg.root):
+            dvc_commit(cfg.root, name)
         return repr(result)[:500]
 
     return task(run_stage, name=name, cache_policy=NO_CACHE, retries=0)

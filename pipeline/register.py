@@ -53,6 +53,11 @@ def _sha256(*paths: Path) -> str:
     return digest.hexdigest()
 
 
+def data_sha256(cfg: Config) -> str:
+    """SHA-256 of everything under data/raw/ (names and bytes): the `lineage.data_sha256` tag."""
+    return _sha256(cfg.paths.raw)
+
+
 def lineage(cfg: Config) -> dict[str, str]:
     """Tags that let a user trace and reproduce a version."""
     paths = cfg.paths
@@ -62,7 +67,7 @@ def lineage(cfg: Config) -> dict[str, str]:
     ]
     tags = {
         "git_commit": tracking.git_commit(cfg.root),
-        "data_sha256": _sha256(paths.raw),
+        "data_sha256": data_sha256(cfg),
         "train_split_sha256": _sha256(paths.split_file("train")),
         "adapter_sha256": _sha256(paths.adapter_dir / "adapter_model.safetensors"),
         "params_sha256": hashlib.sha256(

@@ -131,6 +131,48 @@ def lineage(cfg: Config, version: str) -> dict[str, str]:
     }
 
 
+def latest_version(cfg: Config) -> dict[str, Any] | None:
+    """The highest registered version and its tags (None when nothing is registered yet)."""
+    name = cfg.register_.model_name
+    c = client(cfg)
+    found = c.search_model_versions(f"name='{name}'")
+    if not found:
+        return None
+    mv = c.get_model_version(name, str(max(int(m.version) for m in found)))
+    return {"version": int(mv.version), "tags": dict(mv.tags), "aliases": list(mv.aliases)}
+
+
+def snapshot(cfg: Config) -> dict[str, Any]:
+    """What `restore` needs to undo a registration that failed half-way."""
+    name = cfg.register_.model_name
+    c = client(cfg)
+    latest = latest_version(cfg)
+    return {
+        "latest": latest["version"] if latest else 0,
+        "champion": champion_version(c, name),
+        "history": ",".join(_history(c, name)) if latest else None,
+    }
+
+
+def restore(cfg: Config, before: dict[str, Any]) -> list[int]:
+    """Delete versions registered after `before` (a `snapshot`) and put `champion` and its
+    history back: a failed registration leaves no half-tagged version behind."""
+    name = cfg.register_.model_name
+    c = client(cfg)
+    found = c.search_model_versions(f"name='{name}'")
+    removed = sorted(int(m.version) for m in found if int(m.version) > before["latest"])
+    for number in removed:
+        c.delete_model_version(name, str(number))
+    if before["latest"] == 0 and removed:
+        c.delete_registered_model(name)  # it did not exist before this registration
+        return removed
+    if before["champion"] and champion_version(c, name) != before["champion"]:
+        c.set_registered_model_alias(name, CHAMPION, before["champion"])
+    if before["history"] is not None:
+        c.set_registered_model_tag(name, HISTORY_TAG, before["history"])
+    return removed
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     def num(x: float | None) -> str:
         return "-" if x is None else f"{x:.4f}"

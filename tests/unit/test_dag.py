@@ -3,6 +3,7 @@
 import ast
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pipeline import STAGES
@@ -97,3 +98,77 @@ def test_default_dvc_remote_is_inside_the_project_and_ignored_by_git():
     assert target.parent == REPO
     ignored = subprocess.run(["git", "check-ignore", "-q", str(target / "x")], cwd=REPO)
     assert ignored.returncode == 0
+
+
+def test_nightly_flow_runs_every_stage_in_dvc_order_and_attaches_artifacts(monkeypatch):
+    from flows import nightly
+
+    calls = []
+    monkeypatch.setattr(nightly, "stage_task", lambda name: lambda p: calls.append(name))
+    monkeypatch.setattr(nightly, "registry_snapshot", lambda p: {"latest": 0})
+    monkeypatch.setattr(nightly, "read_registration", lambda p: {"version": 1})
+    monkeypatch.setattr(
+        nightly,
+        "AFTER_STAGE",
+        {n: (lambda m: lambda p: calls.append(f"after {m}"))(n) for n in nightly.AFTER_STAGE},
+    )
+    assert nightly.run_stages("p.yaml") == {"version": 1}
+    assert [c for c in calls if not c.startswith("after ")] == list(DVC)
+    assert calls.index("after validate") == calls.index("validate") + 1
+    assert calls.index("after evaluate") == calls.index("evaluate") + 1
+
+
+def test_nightly_undoes_a_failed_registration(monkeypatch):
+    from flows import nightly
+
+    undone = []
+
+    def stage(name):
+        def run(p):
+            if name == "register":
+                raise RuntimeError("registry went away")
+
+        return run
+
+    monkeypatch.setattr(nightly, "stage_task", stage)
+    monkeypatch.setattr(nightly, "registry_snapshot", lambda p: {"latest": 3})
+    monkeypatch.setattr(nightly, "undo_registration", lambda p, before: undone.append(before))
+    monkeypatch.setattr(nightly, "AFTER_STAGE", {})
+    with pytest.raises(RuntimeError, match="registry went away"):
+        nightly.run_stages("p.yaml")
+    assert undone == [{"latest": 3}]
+
+
+def test_nightly_retries_only_transient_work():
+    from flows import full_pipeline, nightly
+
+    for t in (nightly.sync_data, nightly.latest_registered, nightly.registry_snapshot):
+        assert t.retries == 3 and t.retry_condition_fn is nightly._transient
+    assert full_pipeline.stage_task("train").retries == 0
+
+
+def test_prefect_yaml_deploys_the_nightly_flow():
+    import importlib
+
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    [deployment] = spec["deployments"]
+    path, func = deployment["entrypoint"].split(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    flow = getattr(module, func)
+    assert flow.name == "qwen-medical-nightly"
+    assert set(deployment["parameters"]) <= set(flow.parameters.properties)
+    assert deployment["schedules"] == [
+        {"cron": "0 2 * * *", "timezone": "Asia/Shanghai", "active": True}
+    ]
+    assert deployment["concurrency_limit"]["limit"] == 1
+    makefile = (REPO / "Makefile").read_text()
+    assert f"WORK_POOL ?= {deployment['work_pool']['name']}" in makefile
+    assert f"--name {deployment['name']}" in makefile
+    assert f"TRAINING_LIMIT ?= {nightly_limit()}" in makefile
+    assert "HOST ?= 127.0.0.1" in makefile
+
+
+def nightly_limit() -> str:
+    from flows.nightly import TRAINING_LIMIT
+
+    return TRAINING_LIMIT

@@ -1,0 +1,164 @@
+"""Helpers for end-to-end tests that need real servers or a real DVC project.
+
+- `dvc_project`: a copy of this repository's pipeline (code, dvc.yaml, prefect.yaml, .dvc/config)
+  as its own git + DVC repository, with tiny params and a slice of the data.
+- `server`: a server subprocess on a free loopback port, polled until healthy, always stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.conftest import REPO, make_project
+
+BIN = Path(sys.executable).parent
+# What a DVC copy of the project needs: stage code (dvc.yaml's deps), the flows, the configs.
+PROJECT_FILES = ("pipeline", "flows", "dvc.yaml", "prefect.yaml", ".dvc/config", ".dvcignore")
+
+
+def env(**extra: str) -> dict[str, str]:
+    """The environment for a subprocess: this venv's tools first on PATH, offline settings."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    base |= {
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(REPO),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "GX_ANALYTICS_ENABLED": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    return base | extra
+
+
+def run(cmd: list[str], cwd: Path, environ: dict[str, str], timeout: float = 600) -> str:
+    out = subprocess.run(cmd, cwd=cwd, env=environ, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"{' '.join(cmd)} -> {out.returncode}\n{out.stdout}\n{out.stderr}"
+    return out.stdout
+
+
+def dvc_project(root: Path, rows: list[dict], overrides: dict) -> Path:
+    """This repository's pipeline as a fresh git + DVC project with its own params and data."""
+    make_project(root, rows, overrides)
+    for name in PROJECT_FILES:
+        src, dst = REPO / name, root / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    shutil.copy2(REPO / ".gitignore", root / ".gitignore")
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "project"]):
+        run(git + cmd, root, env())
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}:\n{tail(log)}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        time.sleep(0.5)
+    raise AssertionError(f"{url} not healthy after {timeout:.0f} s:\n{tail(log)}")
+
+
+def tail(path: Path, chars: int = 6000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
+
+
+@contextlib.contextmanager
+def process(cmd: list[str], cwd: Path, environ: dict[str, str], log: Path) -> Iterator:
+    """A background process writing to `log`; terminated (then killed) on the way out."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=environ, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            yield proc
+        finally:
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a process and its children (its own session, started by `process`)."""
+    import signal
+
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def server(
+    cmd: list[str], health: str, cwd: Path, environ: dict[str, str], log: Path, timeout=180
+) -> Iterator[subprocess.Popen]:
+    with process(cmd, cwd, environ, log) as proc:
+        wait_healthy(health, proc, log, timeout)
+        yield proc
+
+
+@contextlib.contextmanager
+def mlflow_server(workdir: Path) -> Iterator[str]:
+    """`mlflow server` on a free loopback port, its store and artifacts under `workdir`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cmd = [
+        str(BIN / "mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{workdir / 'server.db'}",
+        "--artifacts-destination",
+        str(workdir / "artifacts"),
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with server(cmd, f"{url}/health", workdir, env(), workdir / "mlflow-server.log"):
+        yield url
+
+
+@contextlib.contextmanager
+def prefect_server(workdir: Path) -> Iterator[str]:
+    """`prefect server start` on a free loopback port, PREFECT_HOME under `workdir`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cmd = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    environ = env(
+        PREFECT_HOME=str(workdir / "server-home"),
+        PREFECT_SERVER_API_HOST="127.0.0.1",
+        PREFECT_SERVER_UI_ENABLED="false",
+    )
+    url = f"http://127.0.0.1:{port}/api"
+    with server(cmd, f"{url}/health", workdir, environ, workdir / "prefect-server.log"):
+        yield url
