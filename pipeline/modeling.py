@@ -96,12 +96,15 @@ def _hub_kwargs(spec: ModelSpec) -> dict[str, Any]:
     return kwargs
 
 
-def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
-    """The base's own tokenizer and chat template; pads with <|endoftext|> when it has no pad."""
+def load_tokenizer(spec: ModelSpec, *, local_files_only: bool = False) -> PreTrainedTokenizerBase:
+    """The base's own tokenizer and chat template; pads with <|endoftext|> when it has no pad.
+    `local_files_only`: never download (validate uses a hub tokenizer only if already cached)."""
     from transformers import AutoTokenizer
 
     try:
-        tok = AutoTokenizer.from_pretrained(spec.source, **_hub_kwargs(spec))
+        tok = AutoTokenizer.from_pretrained(
+            spec.source, local_files_only=local_files_only, **_hub_kwargs(spec)
+        )
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"tokenizer of {spec.source!r}: {exc}") from None
     if tok.chat_template is None:
