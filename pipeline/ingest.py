@@ -83,7 +83,8 @@ def _line_of(data: bytes, offset: int) -> int:
 
 
 def decode(data: bytes, encoding: str, shown: str) -> tuple[str, str]:
-    """Text and the encoding used; `auto` tries UTF-8 (BOM or not), then GB18030."""
+    """Text and the encoding used ("utf-8 with BOM" when it had one); `auto` tries UTF-8
+    (BOM or not), then GB18030 (a superset of GBK)."""
     candidates = AUTO_ENCODINGS if encoding == "auto" else (encoding,)
     failures = []
     for name in candidates:
@@ -96,11 +97,12 @@ def decode(data: bytes, encoding: str, shown: str) -> tuple[str, str]:
                 f"line {_line_of(data, exc.start)})"
             )
             continue
+        used = name.replace("utf-8-sig", "utf-8")
+        if codec == "utf-8-sig" and data.startswith(b"\xef\xbb\xbf"):
+            used += " with BOM"
         if encoding == "auto":
-            bom = " with BOM" if name == "utf-8-sig" and data.startswith(b"\xef\xbb\xbf") else ""
-            shown_name = "utf-8" if name == "utf-8-sig" else name
-            log.info("ingest: %s: encoding auto-detected as %s%s", shown, shown_name, bom)
-        return text, name
+            log.info("ingest: %s: encoding auto-detected as %s", shown, used)
+        return text, used
     raise IngestError(f"{shown}: cannot be decoded as " + " nor as ".join(failures))
 
 
@@ -298,9 +300,10 @@ def _table_records(text: str, src: SourceConfig, shown: str) -> Iterator[tuple[i
                 Problem("schema", f"row has {len(cells)} field(s), the header has {len(header)}"),
             )
             continue
-        parts = [cells[index[c]].strip() for c in src.question_columns]
-        question = src.join.join(p for p in parts if p)
-        answer = cells[index[src.answer_column]].strip()
+        # Spreadsheet cells: CRLF inside a quoted cell becomes \n, outer whitespace goes.
+        cell = {name: cells[i].replace("\r\n", "\n").strip() for name, i in index.items()}
+        question = src.join.join(cell[c] for c in src.question_columns if cell[c])
+        answer = cell[src.answer_column]
         turns = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
         yield lineno, raw, {"conversations": turns}
 
