@@ -42,7 +42,7 @@ from pipeline.io import atomic_dir, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 
-AUTO_ENCODINGS = ("utf-8-sig", "gb18030")
+AUTO_ENCODINGS = ("utf-8", "gb18030")
 SHAREGPT_ROLES = {"system": "system", "human": "user", "gpt": "assistant"}
 # Top-level keys each JSON format requires and allows (anything else is a `schema` problem).
 KEYS: dict[str, tuple[set[str], set[str]]] = {
@@ -184,18 +184,17 @@ def _alpaca(obj: dict) -> list[dict[str, str]]:
 
 
 def _detect(obj: Any) -> str:
-    if isinstance(obj, dict):
-        if "messages" in obj:
-            return "openai"
-        if "conversation" in obj:
-            return "conversation"
-        if "instruction" in obj:
-            return "alpaca"
-        turns = obj.get("conversations")
-        if isinstance(turns, list) and turns and isinstance(turns[0], dict):
-            return "sharegpt" if "from" in turns[0] else "project"
-        if "conversations" in obj:
-            return "project"
+    if not isinstance(obj, dict):
+        raise Problem("schema", f"a record is {type(obj).__name__}, expected a JSON object")
+    for key, fmt in (("messages", "openai"), ("conversation", "conversation")):
+        if key in obj:
+            return fmt
+    if "instruction" in obj:
+        return "alpaca"
+    if "conversations" in obj:
+        turns = obj["conversations"]
+        first = turns[0] if isinstance(turns, list) and turns else None
+        return "sharegpt" if isinstance(first, dict) and "from" in first else "project"
     raise Problem(
         "schema",
         "no conversation found: expected a key conversations, messages, conversation or "
