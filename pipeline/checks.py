@@ -12,6 +12,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 
 # --- personal data ---------------------------------------------------------------------------
@@ -97,11 +98,15 @@ DETECTORS: dict[str, Callable[[str], str | None]] = {
 
 def detect(texts: pd.Series) -> dict[str, pd.Series]:
     """rule -> Series aligned with `texts`: a masked description of the first hit, or None."""
-    suspicious = texts[texts.str.contains(SUSPICIOUS, regex=True)]
-    return {
-        rule: pd.Series(suspicious.map(finder), dtype=object).reindex(texts.index)
-        for rule, finder in DETECTORS.items()
-    }
+    hit = texts.str.contains(SUSPICIOUS, regex=True).to_numpy(dtype=bool)
+    positions = np.flatnonzero(hit)
+    suspicious = [texts.iat[i] for i in positions]
+    found = {}
+    for rule, finder in DETECTORS.items():
+        column = np.full(len(texts), None, dtype=object)
+        column[positions] = [finder(text) for text in suspicious]
+        found[rule] = pd.Series(column, index=texts.index, dtype=object)
+    return found
 
 
 def redact(text: str, rule: str) -> str:
@@ -122,7 +127,12 @@ _NOT_WORD = re.compile(r"[\W_]+")
 def normalize_text(text: str) -> str:
     """NFKC, case-folded, without punctuation, symbols or whitespace: '感冒， 怎么办?' and
     '感冒怎么办？' are the same question."""
-    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", text).casefold())
+    # Punctuation goes first: what is left (CJK, letters, digits) is nearly always NFKC already,
+    # which unicodedata confirms quickly; NFKC over raw text costs ~10x more at 100k rows.
+    text = _NOT_WORD.sub("", text)
+    if not unicodedata.is_normalized("NFKC", text):
+        text = _NOT_WORD.sub("", unicodedata.normalize("NFKC", text))
+    return text.casefold()
 
 
 # --- length ----------------------------------------------------------------------------------
@@ -134,6 +144,9 @@ TOKENS_PER_MESSAGE = 5
 DEFAULT_SYSTEM_TOKENS = 20
 
 
-def estimate_tokens(chars: int, messages: int, has_system: bool, chars_per_token: float) -> int:
-    body = -(-chars // chars_per_token)  # ceiling
-    return int(body) + TOKENS_PER_MESSAGE * messages + (0 if has_system else DEFAULT_SYSTEM_TOKENS)
+def estimate_tokens(chars, messages, has_system, chars_per_token: float):
+    """Tokens of a conversation (scalars or numpy arrays): ceil(characters / chars_per_token)
+    + scaffolding per message + the default system prompt when there is none."""
+    body = np.ceil(np.asarray(chars) / chars_per_token).astype(np.int64)
+    system = np.where(has_system, 0, DEFAULT_SYSTEM_TOKENS)
+    return body + TOKENS_PER_MESSAGE * np.asarray(messages) + system

@@ -37,7 +37,6 @@ MLflow run named `data-validation` in `register.experiment`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -191,43 +190,72 @@ def _first_seen(keys: list[str], rows: list[dict]) -> list[str | None]:
     return out
 
 
-def flatten(rows: list[dict[str, Any]], tokens: list[int]):
+def _exact_duplicates(rows: list[dict]) -> list[str | None]:
+    """Where each conversation's identical twin first occurred (None if it is the first).
+    The id is a hash of the turns; equal ids are confirmed on the turns themselves."""
+    first: dict[str, list[int]] = {}
+    out: list[str | None] = []
+    for i, row in enumerate(rows):
+        candidates = first.setdefault(row["id"], [])
+        twin = next(
+            (j for j in candidates if rows[j]["conversations"] == row["conversations"]), None
+        )
+        if twin is None:
+            candidates.append(i)
+        out.append(None if twin is None else _where(rows[twin]))
+    return out
+
+
+def flatten(rows: list[dict[str, Any]], tokens: list[int] | None, chars_per_token: float = 1.0):
     """One row per message, with the per-conversation facts on each conversation's first row
     (GX skips nulls, so a conversation-level rule counts each conversation once)."""
+    import numpy as np
     import pandas as pd
 
-    exact = _first_seen([json.dumps(r["conversations"], ensure_ascii=False) for r in rows], rows)
+    exact = _exact_duplicates(rows)
+    # One normalization per conversation over its joined text (the turn boundaries carry no
+    # weight: "AB" + "C" and "A" + "BC" would count as near-duplicates, which is fine).
     near_keys = [
-        "\x1f".join(checks.normalize_text(t["content"]) for t in r["conversations"]) for r in rows
+        checks.normalize_text("\n".join(t["content"] for t in r["conversations"])) for r in rows
     ]
     near = [None if e else n for e, n in zip(exact, _first_seen(near_keys, rows), strict=True)]
-    records = []
+    cols: dict[str, list] = {k: [] for k in ("conv", "pos", "role", "expected_role", "text")}
+    first_of_conv: list[int] = []
     for conv, row in enumerate(rows):
         turns = row["conversations"]
         offset = 1 if turns[0]["role"] == "system" else 0
+        first_of_conv.append(len(cols["conv"]))
         for pos, msg in enumerate(turns):
             role, k = msg["role"], pos - offset
             expected = "system" if k < 0 else ("user" if k % 2 == 0 else "assistant")
-            first = pos == 0
-            records.append(
-                {
-                    "conv": conv,
-                    "pos": pos + 1,
-                    "role": role,
-                    # an unknown role is known_roles' finding, not also alternation's
-                    "expected_role": expected if role in ROLES else role,
-                    "chars": len(msg["content"].strip()),
-                    "text": msg["content"],
-                    "messages": len(turns) if first else None,
-                    "final_role": turns[-1]["role"] if first else None,
-                    "tokens": tokens[conv] if first else None,
-                    "duplicate": exact[conv] if first else None,
-                    "near_duplicate": near[conv] if first else None,
-                }
-            )
-    df = pd.DataFrame.from_records(records)
-    for col in ("messages", "tokens"):
-        df[col] = df[col].astype("Int64")
+            cols["conv"].append(conv)
+            cols["pos"].append(pos + 1)
+            cols["role"].append(role)
+            # an unknown role is known_roles' finding, not also alternation's
+            cols["expected_role"].append(expected if role in ROLES else role)
+            cols["text"].append(msg["content"])
+    df = pd.DataFrame(cols)
+    df["chars"] = df["text"].str.strip().str.len()
+    if tokens is None:  # the estimate, vectorized: characters per conversation + scaffolding
+        chars = np.bincount(df["conv"], weights=df["text"].str.len(), minlength=len(rows))
+        has_system = np.array([r["conversations"][0]["role"] == "system" for r in rows])
+        sizes = np.array([len(r["conversations"]) for r in rows])
+        tokens = checks.estimate_tokens(chars, sizes, has_system, chars_per_token).tolist()
+    # Conversation-level facts on each conversation's first message only (null elsewhere).
+    conv_level = {
+        "messages": pd.array([len(r["conversations"]) for r in rows], dtype="Int64"),
+        "final_role": [r["conversations"][-1]["role"] for r in rows],
+        "tokens": pd.array(tokens, dtype="Int64"),
+        "duplicate": exact,
+        "near_duplicate": near,
+    }
+    for col, values in conv_level.items():
+        series = pd.Series(values, index=first_of_conv)
+        df[col] = (
+            series.reindex(df.index)
+            if series.dtype != object
+            else series.reindex(df.index).astype(object)
+        )
     for rule, found in checks.detect(df["text"]).items():
         df[rule] = found
     return df.drop(columns="text")
@@ -315,10 +343,11 @@ def _gx_context(docs_dir: Path | None):
 
 
 def run_suite(
-    rows: list[dict], tokens: list[int], cfg: Config, tokens_how: str, docs_dir: Path | None
+    rows: list[dict], tokens: list[int] | None, cfg: Config, tokens_how: str, docs_dir: Path | None
 ) -> dict[str, list[tuple[int, str]]]:
-    """Run the GX suite; rule -> [(conversation index, reason)], one entry per conversation."""
-    df = flatten(rows, tokens)
+    """Run the GX suite; rule -> [(conversation index, reason)], one entry per conversation.
+    `tokens`: per conversation, or None for the characters-per-token estimate."""
+    df = flatten(rows, tokens, cfg.validate_.chars_per_token)
     gx, ctx = _gx_context(docs_dir)
     batch = (
         ctx.data_sources.add_pandas("conversations")
@@ -361,24 +390,13 @@ def run_suite(
 # --- token lengths ---------------------------------------------------------------------------
 
 
-def token_counter(cfg: Config) -> tuple[Callable[[list[dict]], list[int]], str]:
-    """How to count a conversation's tokens before the base exists (see the module doc)."""
+def token_counter(cfg: Config) -> tuple[Callable[[list[dict]], list[int]] | None, str]:
+    """How to count tokens before the base exists (see the module doc): a counter using the
+    base's tokenizer when it is on disk, or None for the characters-per-token estimate."""
     cpt = cfg.validate_.chars_per_token
-
-    def estimate(rows: list[dict]) -> list[int]:
-        return [
-            checks.estimate_tokens(
-                sum(len(t["content"]) for t in r["conversations"]),
-                len(r["conversations"]),
-                r["conversations"][0]["role"] == "system",
-                cpt,
-            )
-            for r in rows
-        ]
-
     how = f"estimated at {cpt:g} characters per token"
     if cfg.uses_builtin_base:
-        return estimate, how
+        return None, how
     from pipeline.errors import ModelLoadError
     from pipeline.modeling import ModelSpec, load_tokenizer
 
@@ -386,14 +404,14 @@ def token_counter(cfg: Config) -> tuple[Callable[[list[dict]], list[int]], str]:
         tok = load_tokenizer(ModelSpec.from_config(cfg), local_files_only=True)
     except ModelLoadError:
         log.info("validate: tokenizer of %s not on disk; token lengths %s", cfg.model.base, how)
-        return estimate, how
+        return None, how
 
     def count(rows: list[dict]) -> list[int]:
         texts = [t["content"] for r in rows for t in r["conversations"]]
         lengths = iter(len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"])
         return [
             sum(next(lengths) for _ in r["conversations"])
-            + checks.estimate_tokens(0, len(r["conversations"]), True, cpt)
+            + int(checks.estimate_tokens(0, len(r["conversations"]), True, cpt))
             for r in rows
         ]
 
@@ -415,7 +433,8 @@ def evaluate(
         found.setdefault(rec["rule"], []).append((("rejected", j), rec["reason"]))
     if rows:
         counter, out.tokens_how = token_counter(cfg)
-        suite = run_suite(rows, counter(rows), cfg, out.tokens_how, docs_dir)
+        tokens = counter(rows) if counter else None
+        suite = run_suite(rows, tokens, cfg, out.tokens_how, docs_dir)
         for rule, items in suite.items():
             found.setdefault(rule, []).extend((("row", i), why) for i, why in items)
     records = {"row": rows, "rejected": rejected}
