@@ -30,11 +30,12 @@ PLACEHOLDERS = {"pii_id_number": "[身份证号]", "pii_mobile": "[手机号]", 
 # --- encoding damage -------------------------------------------------------------------------
 
 # U+FFFD; '锟斤拷' (UTF-8 replacement bytes read as GBK) and '烫烫'/'屯屯' (uninitialized memory
-# read as GBK); two or more Latin-1 letters in a row ('Ã©', 'â€', '¸ÐÃ°': UTF-8 or GBK bytes
-# read as Latin-1 / cp1252). Chinese medical text has no business with such runs.
+# read as GBK); a Latin-1 letter followed by a UTF-8 continuation byte read as Latin-1 / cp1252
+# ('Ã©', 'â€', 'æ„'); two Latin-1 letters in a row (GBK read as Latin-1: '¸ÐÃ°'). Symbols that
+# Chinese text does use ('···' as an ellipsis, '38.5°C', '×', '±') are not mojibake.
+_CP1252 = "\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013-\u203a\u20ac\u2122"
 MOJIBAKE = re.compile(
-    r"\ufffd|锟斤拷|烫烫烫|屯屯屯|[\u00a0-\u00ff]{2,}"
-    r"|[\u00c0-\u00ff][\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013-\u203a\u20ac\u2122]"
+    rf"\ufffd|锟斤拷|烫烫烫|屯屯屯|[\u00c0-\u00ff][\u0080-\u00bf{_CP1252}]|[\u00c0-\u00ff]{{2,}}"
 )
 # C0 and C1 control characters except tab, newline and carriage return.
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")

@@ -30,7 +30,7 @@ def prefect_harness(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect")
     os.environ["PREFECT_HOME"] = str(home)
     os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(home / "results")
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=120):  # shared, loaded CI machines
         yield
 
 

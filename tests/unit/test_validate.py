@@ -236,8 +236,8 @@ def test_personal_data_is_found_masked_and_redacted(tmp_path, monkeypatch, kind)
     assert outcome.kept[1]["conversations"][0]["content"] == redacted
 
 
-def test_lookalike_numbers_are_not_personal_data(tmp_path, monkeypatch):
-    text = f"化验单号{ID_BAD}，订单0213812345678901，血小板138123456789个"
+def test_lookalikes_are_not_personal_data_or_mojibake(tmp_path, monkeypatch):
+    text = f"化验单号{ID_BAD}，订单0213812345678901，血小板138123456789个，38.5°C···"
     outcome = _check(tmp_path, monkeypatch, _conv(("user", text), ("assistant", "好的。")))
     assert outcome.hits == {} and outcome.clean
 
