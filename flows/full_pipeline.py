@@ -60,10 +60,25 @@ def full_pipeline(params_path: str = "params.yaml") -> list[str]:
     results = []
     for name in STAGES:
         logger.info("stage %s", name)
-        results.append(stage_task(name)(params_path))
+        try:
+            results.append(stage_task(name)(params_path))
+        finally:  # a failed validation is the report most worth reading
+            if name == "validate":
+                attach_validation_report(params_path)
         if name == "evaluate":
             attach_report(params_path)
     return results
+
+
+def attach_validation_report(params_path: str) -> None:
+    """The data validation summary (counts and examples per rule) on the flow run."""
+    report = load_config(params_path).paths.validation_reports / "summary.md"
+    if report.exists():
+        create_markdown_artifact(
+            key="data-validation",
+            markdown=report.read_text(encoding="utf-8"),
+            description="validation rules, policies, quarantine (GX Data Docs next to it)",
+        )
 
 
 def attach_report(params_path: str) -> None:

@@ -5,4 +5,4 @@ runs them all, and flows/ orchestrates the same functions with Prefect.
 """
 
 # The DAG, in execution order. dvc.yaml and flows/ must agree with it (tests/unit/test_dag.py).
-STAGES = ("validate", "split", "base", "preprocess", "train", "evaluate", "register")
+STAGES = ("ingest", "validate", "split", "base", "preprocess", "train", "evaluate", "register")

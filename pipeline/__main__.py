@@ -1,6 +1,7 @@
 """The command line: `python -m pipeline <stage>` for each dvc.yaml stage, plus tools.
 
-    python -m pipeline validate [FILE ...]
+    python -m pipeline ingest
+    python -m pipeline validate [FILE ...] [--format F --encoding E ...]
     python -m pipeline {split,base,preprocess,train,evaluate,register}
     python -m pipeline chat "感冒有什么症状？"
     python -m pipeline serve [--host 127.0.0.1] [--port 8000] [--alias champion]
@@ -27,7 +28,7 @@ import yaml
 
 from pipeline import STAGES
 from pipeline.config import load_config
-from pipeline.errors import PipelineError
+from pipeline.errors import ConfigError, DataValidationError, PipelineError
 
 OFFLINE_DEFAULTS = {
     "GX_ANALYTICS_ENABLED": "false",
@@ -55,12 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     for stage in STAGES:
         sp = sub.add_parser(stage, help=f"run the {stage} stage")
         if stage == "validate":
-            sp.add_argument(
-                "files",
-                nargs="*",
-                type=Path,
-                help="check these files only (writes nothing); default: the stage",
-            )
+            _validate_args(sp)
     chat = sub.add_parser("chat", help="answer a question with the registered champion")
     chat.add_argument("question")
     chat.add_argument("--alias", default="champion", help="registry alias (default: %(default)s)")
@@ -78,6 +74,46 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True)
     export.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     return p
+
+
+def _validate_args(sp: argparse.ArgumentParser) -> None:
+    from pipeline.config import ENCODINGS, FORMATS
+
+    sp.add_argument(
+        "files",
+        nargs="*",
+        type=Path,
+        help="check these files only (writes nothing; exit 0 when clean); default: the stage",
+    )
+    sp.add_argument("--format", default="auto", choices=FORMATS, help="default: %(default)s")
+    sp.add_argument("--encoding", default="auto", choices=ENCODINGS, help="default: %(default)s")
+    sp.add_argument("--question-columns", default="", help="csv/tsv: e.g. title,ask")
+    sp.add_argument("--answer-column", default=None, help="csv/tsv: e.g. answer")
+    sp.add_argument("--join", default="\n", help="csv/tsv: between question columns")
+
+
+def _check_files(cfg, args: argparse.Namespace) -> None:
+    from pydantic import ValidationError
+
+    from pipeline import validate
+    from pipeline.config import SourceConfig
+
+    try:
+        source = SourceConfig(
+            id="cli",
+            path="-",
+            format=args.format,
+            encoding=args.encoding,
+            question_columns=tuple(c for c in args.question_columns.split(",") if c),
+            answer_column=args.answer_column,
+            join=args.join,
+        )
+    except ValidationError as exc:
+        raise ConfigError("; ".join(e["msg"] for e in exc.errors())) from None
+    outcome = validate.check_files(args.files, cfg, source)
+    print(outcome.text(cfg.validate_.examples))
+    if not outcome.clean:
+        raise SystemExit(DataValidationError.exit_code)
 
 
 def _overrides(pairs: list[str]) -> dict[str, object]:
@@ -109,12 +145,7 @@ def _dispatch(args: argparse.Namespace) -> None:
 
         print(export.run(cfg, args.version, args.out, args.dtype))
     elif args.command == "validate" and args.files:
-        from pipeline import validate
-
-        report = validate.check(args.files, cfg.validate_)
-        print(report.text())
-        if not report.ok:
-            raise SystemExit(3)
+        _check_files(cfg, args)
     else:
         importlib.import_module(f"pipeline.{args.command}").run(cfg)
 

@@ -32,9 +32,103 @@ class ModelConfig(_Section):
     system_prompt: str | None  # None: the chat template's own default
 
 
+FORMATS = ("auto", "project", "sharegpt", "openai", "conversation", "alpaca", "csv", "tsv")
+ENCODINGS = ("auto", "utf-8", "utf-8-sig", "gbk", "gb18030")
+Format = Literal["auto", "project", "sharegpt", "openai", "conversation", "alpaca", "csv", "tsv"]
+Encoding = Literal["auto", "utf-8", "utf-8-sig", "gbk", "gb18030"]
+
+
+class SourceConfig(_Section):
+    """One input of the `ingest` stage: a file (or glob) in one format and encoding."""
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    path: str = Field(min_length=1)  # relative to the project root; a glob is allowed
+    format: Format
+    encoding: Encoding
+    question_columns: tuple[str, ...] = ()  # csv/tsv: joined into the user turn
+    answer_column: str | None = None  # csv/tsv: the assistant turn
+    join: str = "\n"  # csv/tsv: between the non-empty question columns
+
+    @model_validator(mode="after")
+    def _columns_for_tables(self) -> SourceConfig:
+        table = self.format in ("csv", "tsv")
+        if table and (not self.question_columns or not self.answer_column):
+            raise ValueError(
+                f"source {self.id!r}: format {self.format} needs question_columns (a list) "
+                "and answer_column"
+            )
+        if not table and (self.question_columns or self.answer_column):
+            raise ValueError(
+                f"source {self.id!r}: question_columns / answer_column are for csv and tsv "
+                f"only, not {self.format}"
+            )
+        return self
+
+
+class IngestConfig(_Section):
+    sources: tuple[SourceConfig, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> IngestConfig:
+        ids = [s.id for s in self.sources]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"source ids must be unique, got {ids}")
+        return self
+
+
+Policy = Literal["fail", "quarantine", "redact", "warn"]
+PII_RULES = ("pii_id_number", "pii_mobile", "pii_email")
+# Records that could not be parsed into a conversation: there is nothing to keep or redact.
+STRUCTURAL_RULES = ("malformed_json", "schema", "content_type")
+
+
+class PoliciesConfig(_Section):
+    """What happens to a conversation that breaks a rule (see pipeline/validate.py)."""
+
+    malformed_json: Policy
+    schema_: Policy = Field(alias="schema")
+    content_type: Policy
+    known_roles: Policy
+    alternation: Policy
+    ends_with_assistant: Policy
+    empty_turn: Policy
+    max_chars: Policy
+    turn_count: Policy
+    too_long: Policy
+    duplicate: Policy
+    near_duplicate: Policy
+    mojibake: Policy
+    control_chars: Policy
+    pii_id_number: Policy
+    pii_mobile: Policy
+    pii_email: Policy
+
+    def as_dict(self) -> dict[str, str]:
+        return self.model_dump(by_alias=True)
+
+    @model_validator(mode="after")
+    def _policies_fit_rules(self) -> PoliciesConfig:
+        for rule, policy in self.as_dict().items():
+            if policy == "redact" and rule not in PII_RULES:
+                raise ValueError(
+                    f"{rule}: policy 'redact' is only for personal data ({', '.join(PII_RULES)}); "
+                    "use fail, quarantine or warn"
+                )
+            if policy == "warn" and rule in STRUCTURAL_RULES:
+                raise ValueError(
+                    f"{rule}: policy 'warn' would keep a record that is not a conversation; "
+                    "use fail or quarantine"
+                )
+        return self
+
+
 class ValidateConfig(_Section):
     max_chars: int = Field(gt=0)
     max_turns: int = Field(gt=1)
+    max_quarantine_fraction: float = Field(ge=0, le=1)  # 0.0: any quarantine fails the stage
+    chars_per_token: float = Field(gt=0)  # token estimate when no tokenizer is available
+    examples: int = Field(ge=0)  # examples per rule in the summary
+    policies: PoliciesConfig
 
 
 class SplitConfig(_Section):
@@ -141,6 +235,7 @@ class ServeConfig(_Section):
 
 class Config(_Section):
     model: ModelConfig
+    ingest: IngestConfig
     validate_: ValidateConfig = Field(alias="validate")
     split: SplitConfig
     tiny: TinyModelConfig
@@ -169,6 +264,32 @@ class Paths:
     @property
     def raw(self) -> Path:
         return self.root / "data" / "raw"
+
+    @property
+    def ingested_dir(self) -> Path:
+        return self.root / "data" / "ingested"
+
+    @property
+    def ingested(self) -> Path:
+        return self.ingested_dir / "conversations.jsonl"
+
+    @property
+    def rejected(self) -> Path:
+        """Records `ingest` could not turn into a conversation (validate applies the policy)."""
+        return self.ingested_dir / "rejected.jsonl"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "data" / "quarantine" / "conversations.jsonl"
+
+    @property
+    def data_reports(self) -> Path:
+        """Reports about the data (ingest counts, validation summary and GX Data Docs)."""
+        return self.root / "data" / "reports"
+
+    @property
+    def validation_reports(self) -> Path:
+        return self.data_reports / "validation"
 
     @property
     def validated(self) -> Path:

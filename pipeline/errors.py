@@ -29,3 +29,10 @@ class RegistryError(PipelineError):
     """The MLflow registry holds nothing usable for the request (no champion, bad run id)."""
 
     exit_code = 5
+
+
+class IngestError(PipelineError):
+    """A source cannot be read at all: missing file, undecodable bytes, a CSV header without
+    the configured columns, a JSON array that does not parse. Names the file and position."""
+
+    exit_code = 6

@@ -113,7 +113,7 @@ def _hub_kwargs(spec: ModelSpec) -> dict[str, Any]:
     return kwargs
 
 
-def model_type(spec: ModelSpec) -> str | None:
+def model_type(spec: ModelSpec, *, local_files_only: bool = False) -> str | None:
     """The base's `model_type` from its config.json (None where there is none to read, e.g. an
     adapter folder or a hub id that is not cached offline: the loader then reports it).
 
@@ -124,7 +124,9 @@ def model_type(spec: ModelSpec) -> str | None:
 
     try:
         kwargs = {k: v for k, v in _hub_kwargs(spec).items() if k != "trust_remote_code"}
-        config, _ = PreTrainedConfig.get_config_dict(spec.source, **kwargs)
+        config, _ = PreTrainedConfig.get_config_dict(
+            spec.source, local_files_only=local_files_only, **kwargs
+        )
     except (OSError, ValueError):
         return None
     kind = config.get("model_type")
@@ -149,17 +151,20 @@ def render_chat(tok, messages: list[dict[str, str]], *, add_generation_prompt: b
     )
 
 
-def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
+def load_tokenizer(spec: ModelSpec, *, local_files_only: bool = False) -> PreTrainedTokenizerBase:
     """The base's own tokenizer and chat template; pads with <|endoftext|> when it has no pad.
+    `local_files_only`: never download (validate uses a hub tokenizer only if already cached).
 
     The original Qwen-7B-Chat has no template (its remote code builds ChatML in `make_context`);
     it gets that same ChatML as a template.
     """
     from transformers import AutoTokenizer
 
-    kind = model_type(spec)
+    kind = model_type(spec, local_files_only=local_files_only)
     try:
-        tok = AutoTokenizer.from_pretrained(spec.source, **_hub_kwargs(spec))
+        tok = AutoTokenizer.from_pretrained(
+            spec.source, local_files_only=local_files_only, **_hub_kwargs(spec)
+        )
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"tokenizer of {spec.source!r}: {exc}") from None
     if tok.chat_template is None and kind in REMOTE_CODE_MODELS:

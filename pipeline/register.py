@@ -120,7 +120,7 @@ def run(cfg: Config) -> dict[str, Any]:
     name = cfg.register_.model_name
     tags = {f"lineage.{k}": v for k, v in lineage(cfg).items()}
     with tracking.resume_run(cfg) as active:
-        summary = paths.reports / "validation" / "summary.json"
+        summary = paths.validation_reports / "summary.json"
         if summary.exists():
             mlflow.log_artifact(str(summary), artifact_path="validation")
             tags["lineage.validation_report"] = (

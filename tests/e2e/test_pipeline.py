@@ -30,7 +30,7 @@ def prefect_harness(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect")
     os.environ["PREFECT_HOME"] = str(home)
     os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(home / "results")
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=120):  # shared, loaded CI machines
         yield
 
 
@@ -101,6 +101,12 @@ def test_flow_registers_gates_promotes_and_rolls_back(tmp_path, prefect_harness,
 
     artifact = Artifact.get("evaluation-report")
     assert artifact is not None and "# Evaluation report" in artifact.data
+    validation = Artifact.get("data-validation")
+    assert validation is not None and "**passed**: 80 conversations in" in validation.data
+    [check] = client.search_runs(
+        [run.info.experiment_id], filter_string="attributes.run_name = 'data-validation'"
+    )
+    assert check.data.metrics["data/kept"] == 80 and check.data.tags["passed"] == "True"
     first_answer = chat.run(cfg, "感冒有什么症状？")
     assert first_answer.startswith("### 用户:\n感冒有什么症状？\n\n### 医生:\n")
 
@@ -178,7 +184,26 @@ def test_bad_data_stops_the_flow_before_anything_trains(tmp_path, prefect_harnes
     rows.append({"conversations": [{"role": "user", "content": "只有问题？"}]})
     root = make_project(tmp_path / "bad", rows, TINY_OVERRIDES)
     monkeypatch.chdir(root)
-    with pytest.raises(DataValidationError, match=r"ends_with_assistant.*conversations.jsonl:9"):
+    with pytest.raises(
+        DataValidationError,
+        match=r"(?s)ends_with_assistant \[quarantine\]: 1 .*conversations.jsonl:9",
+    ):
         full_pipeline(str(root / "params.yaml"))
     assert not (root / "data" / "validated").exists() and not (root / "models").exists()
-    assert not (root / "mlflow" / "mlflow.db").exists()
+    [quarantined] = read_rows(root / "data" / "quarantine" / "conversations.jsonl")
+    assert (quarantined["rule"], quarantined["line"]) == ("ends_with_assistant", 9)
+    # Nothing trained or registered: the experiment holds only the failed data-validation run.
+    cfg = load_config(root / "params.yaml")
+    client = _registry(cfg)
+    runs = client.search_runs(
+        [client.get_experiment_by_name(cfg.register_.experiment).experiment_id]
+    )
+    assert [(r.info.run_name, r.data.tags["passed"]) for r in runs] == [
+        ("data-validation", "False")
+    ]
+    assert runs[0].data.metrics["data/rule/ends_with_assistant"] == 1
+    assert client.search_registered_models() == []
+    from prefect.artifacts import Artifact
+
+    artifact = Artifact.get("data-validation")
+    assert artifact is not None and "| `ends_with_assistant` | quarantine | 1 |" in artifact.data

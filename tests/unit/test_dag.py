@@ -72,9 +72,35 @@ def test_flow_runs_the_stage_functions_in_dvc_order(monkeypatch):
     monkeypatch.setattr(fp, "stage_task", lambda name: lambda params: calls.append((name, params)))
     monkeypatch.setattr(fp, "get_run_logger", lambda: __import__("logging").getLogger("test"))
     monkeypatch.setattr(fp, "attach_report", lambda params: calls.append(("attach_report", params)))
+    monkeypatch.setattr(
+        fp, "attach_validation_report", lambda params: calls.append(("attach_validation", params))
+    )
     fp.full_pipeline.fn("p.yaml")
-    assert [c for c in calls if c[0] != "attach_report"] == [(name, "p.yaml") for name in DVC]
-    assert calls.index(("attach_report", "p.yaml")) == list(DVC).index("evaluate") + 1
+    attached = ("attach_report", "attach_validation")
+    assert [c for c in calls if c[0] not in attached] == [(name, "p.yaml") for name in DVC]
+    assert calls.index(("attach_validation", "p.yaml")) == list(DVC).index("validate") + 1
+    assert calls.index(("attach_report", "p.yaml")) == list(DVC).index("evaluate") + 2
+
+
+def test_flow_attaches_the_validation_report_even_when_validation_fails(monkeypatch):
+    from flows import full_pipeline as fp
+
+    calls = []
+
+    def failing(name):
+        def run(params):
+            if name == "validate":
+                raise RuntimeError("validation failed")
+            calls.append(name)
+
+        return run
+
+    monkeypatch.setattr(fp, "stage_task", failing)
+    monkeypatch.setattr(fp, "get_run_logger", lambda: __import__("logging").getLogger("test"))
+    monkeypatch.setattr(fp, "attach_validation_report", lambda params: calls.append("attached"))
+    with pytest.raises(RuntimeError, match="validation failed"):
+        fp.full_pipeline.fn("p.yaml")
+    assert calls == ["ingest", "attached"]  # nothing after validate ran
 
 
 def test_flows_never_import_torch():
