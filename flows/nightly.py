@@ -7,8 +7,8 @@ Deployed from prefect.yaml (`make deploy`: cron `0 2 * * *`, Asia/Shanghai, on t
 
 1. `sync-data` (optional): `dvc pull` or `dvc update` of the DVC-tracked files under data/
    (network: retried with exponential back-off).
-2. Change detection: the SHA-256 of data/raw/ (the very function that writes the
-   `lineage.data_sha256` tag at registration) against that tag on the latest registered
+2. Change detection: the SHA-256 of the files `ingest.sources` match (the very function that
+   writes the `lineage.data_sha256` tag at registration) against that tag on the latest registered
    version (a registry read: retried). Equal: the run completes as "skipped: data unchanged
    since version N" and trains nothing.
 3. Otherwise every stage of `pipeline.STAGES` (dvc.yaml's order) runs as in
@@ -190,7 +190,8 @@ def nightly_retrain(
     training_limit: str = TRAINING_LIMIT,
     limit_timeout_s: float = 12 * 3600,
 ):
-    """Retrain, evaluate, gate and register when data/raw changed since the latest version."""
+    """Retrain, evaluate, gate and register when the ingest sources changed since the latest
+    registered version."""
     for key, value in OFFLINE_DEFAULTS.items():  # a worker's flow-run process has no main()
         os.environ.setdefault(key, value)
     logger = get_run_logger()

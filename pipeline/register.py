@@ -54,8 +54,17 @@ def _sha256(*paths: Path) -> str:
 
 
 def data_sha256(cfg: Config) -> str:
-    """SHA-256 of everything under data/raw/ (names and bytes): the `lineage.data_sha256` tag."""
-    return _sha256(cfg.paths.raw)
+    """SHA-256 of every file the `ingest.sources` match (source id, file name, bytes, in params'
+    order): the `lineage.data_sha256` tag, and what the nightly flow compares to decide whether
+    the data changed. Sources may live outside data/raw/ (e.g. a shared CSV)."""
+    from pipeline.ingest import source_files
+
+    digest = hashlib.sha256()
+    for src in cfg.ingest.sources:
+        for path in source_files(src, cfg.root):
+            digest.update(f"{src.id}\0{path.name}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def lineage(cfg: Config) -> dict[str, str]:
