@@ -38,7 +38,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.states import Completed
 from prefect.tasks import exponential_backoff
 
-from flows.full_pipeline import attach_report, stage_task
+from flows.full_pipeline import attach_report, attach_validation_report, stage_task
 from pipeline import STAGES
 from pipeline.__main__ import OFFLINE_DEFAULTS
 from pipeline.config import load_config
@@ -130,21 +130,30 @@ def undo_registration(params_path: str, before: dict[str, Any]) -> list[int]:
 
 
 def attach_validation(params_path: str) -> None:
-    """The validation summary (files, conversations, failures per rule) on the flow run."""
-    path = load_config(params_path).paths.reports / "validation" / "summary.json"
+    """The validation summary (verdict, then count, policy and examples per rule that fired) as a
+    table on the flow run; the full markdown summary is the `data-validation` artifact."""
+    path = load_config(params_path).paths.validation_reports / "summary.json"
     if not path.exists():
         return
     summary = json.loads(path.read_text(encoding="utf-8"))
     rows = [
-        {"rule": rule, "conversations": len(where), "where": "; ".join(where[:5])}
-        for rule, where in summary["failures"].items()
-    ] or [{"rule": "all rules", "conversations": 0, "where": "passed"}]
+        {
+            "rule": rule,
+            "policy": info["policy"],
+            "conversations": info["count"],
+            "where": "; ".join(f"{e['where']} ({e['reason']})" for e in info["examples"]),
+        }
+        for rule, info in summary["rules"].items()
+        if info["count"]
+    ] or [{"rule": "all rules", "policy": "-", "conversations": 0, "where": "passed"}]
+    attach_validation_report(params_path)
     create_table_artifact(
         key="validation-summary",
         table=rows,
         description=(
-            f"{'passed' if summary['passed'] else 'FAILED'}: {summary['conversations']} "
-            f"conversations in {', '.join(summary['files'])}"
+            f"{summary['verdict']}: {summary['conversations_in']} conversations in "
+            f"{', '.join(summary['files'])}; {summary['kept']} kept, "
+            f"{summary['quarantined']} quarantined"
         ),
     )
 

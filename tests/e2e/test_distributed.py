@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from pipeline import base, preprocess, split, validate
+from pipeline import base, ingest, preprocess, split, validate
 from pipeline.config import load_config
 from tests.conftest import REPO, TINY_OVERRIDES, make_project, read_rows
 
@@ -39,7 +39,7 @@ def test_two_processes_share_the_epoch_and_rank_zero_writes(tmp_path):
     rows = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:60]
     root = make_project(tmp_path / "ddp", rows, OVERRIDES)
     cfg = load_config(root / "params.yaml")
-    for stage in (validate, split, base, preprocess):
+    for stage in (ingest, validate, split, base, preprocess):
         stage.run(cfg)
     n_train = json.loads((cfg.paths.reports / "split.json").read_text())["train"]
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipeline import base, evaluate, preprocess, split, train, validate
+from pipeline import base, evaluate, ingest, preprocess, split, train, validate
 from pipeline.config import load_config
 from tests.conftest import REPO, TINY_OVERRIDES, make_project, read_rows
 
@@ -28,7 +28,7 @@ def test_quantized_lora_trains_and_evaluates(tmp_path, monkeypatch, mode):
     )
     monkeypatch.chdir(root)
     cfg = load_config(root / "params.yaml")
-    for stage in (validate, split, base, preprocess, train):
+    for stage in (ingest, validate, split, base, preprocess, train):
         stage.run(cfg)
     weights = load_file(cfg.paths.adapter_dir / "adapter_model.safetensors")
     assert any("lora_A" in k for k in weights) and all(

@@ -13,7 +13,7 @@ from functools import cache
 
 import pytest
 
-from pipeline import base, evaluate, preprocess, register, registry, split, train, validate
+from pipeline import base, evaluate, ingest, preprocess, register, registry, split, train, validate
 from pipeline.config import load_config
 from tests.conftest import REPO, TINY_OVERRIDES, make_project, read_rows
 from tests.e2e.test_pipeline import PERMISSIVE_GATE
@@ -110,7 +110,7 @@ def test_serve_answers_like_the_registry_and_follows_the_champion(tmp_path, monk
     monkeypatch.chdir(root)
     cfg = load_config(root / "params.yaml")
     name = cfg.register_.model_name
-    for stage in (validate, split, base, preprocess, train):
+    for stage in (ingest, validate, split, base, preprocess, train):
         stage.run(cfg)
 
     server = Server(root, tmp_path / "serve.log")

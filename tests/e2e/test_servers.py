@@ -23,7 +23,7 @@ ROWS = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:80]
 # Outputs holding an MLflow run id, timestamps or Data Docs renderings: their md5 differs from
 # one execution to the next whatever ran them (two `dvc repro` runs differ the same way).
 RUN_SPECIFIC = {
-    "reports/validation/",  # GX Data Docs: run ids and times in the HTML and JSON
+    "data/reports/validation/",  # GX Data Docs: run ids and times in the HTML and JSON
     # mlflow_run.json (the run id), adapter_config.json / README.md (the base's absolute path,
     # target_modules in set order); adapter_model.safetensors is compared below
     "models/adapter",

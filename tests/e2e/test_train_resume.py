@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from pipeline import base, preprocess, split, train, validate
+from pipeline import base, ingest, preprocess, split, train, validate
 from pipeline.config import load_config
 from tests.conftest import REPO, TINY_OVERRIDES, make_project, read_rows
 
@@ -24,7 +24,7 @@ def _prepared(root):
     rows = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:60]
     make_project(root, rows, OVERRIDES)
     cfg = load_config(root / "params.yaml")
-    for stage in (validate, split, base, preprocess):
+    for stage in (ingest, validate, split, base, preprocess):
         stage.run(cfg)
     return cfg
 
