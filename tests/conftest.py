@@ -39,6 +39,26 @@ TINY_OVERRIDES = {
 }
 
 
+# Learning rate 0 (the adapter is the base) under the real gate's thresholds: always refused.
+DEGRADED = {
+    "train.lr": 0.0,
+    "evaluate.gate.min_rouge_l_gain": 0.03,
+    "evaluate.gate.max_loss_ratio": 0.98,
+}
+
+
+def register_degraded(root: Path) -> dict:
+    """Train, evaluate and register a degraded version in the project at `root`; the result of
+    the register stage (version number, gate verdict)."""
+    from pipeline import evaluate, register, train
+    from pipeline.config import load_config
+
+    cfg = load_config(root / "params.yaml", DEGRADED)
+    for stage in (train, evaluate, register):
+        result = stage.run(cfg)
+    return result
+
+
 def read_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 

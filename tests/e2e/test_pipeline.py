@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.errors import DataValidationError, RegistryError
-from tests.conftest import REPO, TINY_OVERRIDES, make_project, read_rows
+from tests.conftest import REPO, TINY_OVERRIDES, make_project, read_rows, register_degraded
 
 pytestmark = pytest.mark.slow
 PERMISSIVE_GATE = {
@@ -67,7 +67,7 @@ def _report_tables(path) -> dict[str, list[list[str]]]:
 
 def test_flow_registers_gates_promotes_and_rolls_back(tmp_path, prefect_harness, monkeypatch):
     from flows.full_pipeline import full_pipeline
-    from pipeline import chat, evaluate, register, registry, train
+    from pipeline import chat, registry
 
     rows = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:80]
     root = make_project(tmp_path / "p", rows, {**TINY_OVERRIDES, **PERMISSIVE_GATE})
@@ -112,16 +112,7 @@ def test_flow_registers_gates_promotes_and_rolls_back(tmp_path, prefect_harness,
 
     # A deliberately degraded run (learning rate 0: the adapter is the base) under the real
     # gate: registered as challenger, refused, and the champion does not move.
-    degraded = load_config(
-        root / "params.yaml",
-        {
-            "train.lr": 0.0,
-            "evaluate.gate.min_rouge_l_gain": 0.03,
-            "evaluate.gate.max_loss_ratio": 0.98,
-        },
-    )
-    for stage in (train, evaluate, register):
-        result = stage.run(degraded)
+    result = register_degraded(root)
     assert result["version"] == 2 and result["gate"]["promote"] is False
     assert "rouge_l_gain_over_base" in [
         r["rule"] for r in result["gate"]["rules"] if not r["passed"]

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline import base, evaluate, ingest, preprocess, register, registry, split, train, validate
 from pipeline.config import load_config
-from tests.conftest import REPO, TINY_OVERRIDES, make_project, read_rows
+from tests.conftest import REPO, TINY_OVERRIDES, make_project, read_rows, register_degraded
 from tests.e2e.test_pipeline import PERMISSIVE_GATE
 from tests.unit.test_serve import BAD_REQUESTS, LIMITS
 
@@ -198,16 +198,7 @@ def test_serve_answers_like_the_registry_and_follows_the_champion(tmp_path, monk
 
         # A different version 2 (learning rate 0: the base itself), refused by the real gate;
         # the server keeps version 1 until the alias moves, then switches without a restart.
-        degraded = load_config(
-            root / "params.yaml",
-            {
-                "train.lr": 0.0,
-                "evaluate.gate.min_rouge_l_gain": 0.03,
-                "evaluate.gate.max_loss_ratio": 0.98,
-            },
-        )
-        for stage in (train, evaluate, register):
-            result = stage.run(degraded)
+        result = register_degraded(root)
         assert result["version"] == 2 and result["gate"]["promote"] is False
         assert http.get("/health").json()["version"] == "1"
         new = _expected(name, "2", [{"role": "user", "content": QUESTION}])
