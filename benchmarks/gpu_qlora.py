@@ -1,18 +1,18 @@
 """QLoRA on a CUDA GPU: tokens/s and peak GPU memory for the tiny model and a mid-size config.
 
-    python benchmarks/gpu_qlora.py [--steps 10] [--seq 1024] [--with-7b] [--json FILE]
+    python benchmarks/gpu_qlora.py [--steps 10] [--seq 512] [--with-7b] [--json FILE]
     python benchmarks/gpu_qlora.py --smoke        # the same code paths, small, on any device
 
 1. Tiny: the embedded tiny Qwen2 (this project's tokenizer and chat template, built from
    data/raw; random weights: speed and memory do not depend on them) loaded in 4-bit NF4 through
    pipeline.modeling, LoRA as in params.yaml, trained on the project's conversations with the
    train stage's batching (answer-only labels, padded to the longest member, length-grouped).
-2. Mid-size: Qwen2.5-3B's shape (3.1 B parameters, random bf16 weights saved as safetensors),
-   one fresh process per quantization mode (none = bf16, 8bit, 4bit NF4 + double quant), LoRA
-   r=16 on all linear layers, gradient checkpointing, batch 1 x `--seq` tokens (default 512).
-   Weights dominate memory here, so the 4-bit / none ratio of peak allocated GPU memory shows
-   what QLoRA saves.
-   The same for a shape whose weights dominate even more (4096 wide, 16 layers, 32k vocabulary).
+2. Mid-size, one fresh process per quantization mode (none = bf16, 8bit, 4bit NF4 + double
+   quant), random bf16 weights saved as safetensors, LoRA r=16 on all linear layers, gradient
+   checkpointing, batch 1 x `--seq` tokens (default 512): a shape whose weights dominate memory
+   (4096 wide, 16 layers, 32k vocabulary, 2.97 B), where the 4-bit / none ratio of peak
+   allocated GPU memory shows what quantizing the linear layers saves; then Qwen2.5-3B's shape
+   (none and 4-bit), whose 152k-token embedding stays in bf16.
 3. `--with-7b`: Qwen2.5-7B's shape, bf16 and 4-bit, at 1,024 tokens: the README's figure.
 
 Each result is printed as it comes and written to `--json` (so a run cut short keeps what it
