@@ -22,12 +22,16 @@ from pathlib import Path
 
 DATA_DIR = Path(__file__).resolve().parent
 DEFAULT_OUT = DATA_DIR / "raw" / "medical_dialogues.jsonl"
+EVAL_DIR = DATA_DIR / "eval"
 SEED = 20240611
 
 # Keep the repository clean: importing the table must not write __pycache__.
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(DATA_DIR))
 from knowledge import CONDITIONS  # noqa: E402
+from knowledge.safety import ANSWERS as SAFETY_ANSWERS  # noqa: E402
+from knowledge.safety import SAFETY_PROBES, SAFETY_TRAIN  # noqa: E402
+from knowledge.unknown import CAUTIOUS, UNKNOWN_CONDITIONS  # noqa: E402
 
 Turn = dict[str, str]
 Conversation = list[Turn]
@@ -80,6 +84,41 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
 # with its own "chain" dict (e.g. to keep a required question single-turn).
 FOLLOW_UPS: dict[str, tuple[str, ...]] = {"care": ("fu1", "fu3"), "med": ("fu2",)}
 
+# Other wordings of the common follow-up questions. Training uses some of them and the recall
+# set asks with one that this condition's training conversations never used.
+FOLLOW_UP_WORDINGS: tuple[tuple[str, ...], ...] = (
+    ("需要做什么检查？", "要做哪些检查？", "去医院要查些什么？"),
+    ("孕妇能用吗？", "怀孕了可以用吗？", "孕期能不能用？"),
+    ("一般多久能好？", "大概多长时间能好？", "多久可以恢复？"),
+    ("吃了药还不好怎么办？", "用了药还没好怎么办？", "吃药没效果怎么办？"),
+    ("孩子可以用吗？", "小孩能用吗？", "儿童可以用吗？"),
+    ("饮食上要注意什么？", "吃东西要注意什么？", "饮食方面有什么讲究？"),
+    ("会复发吗？", "以后还会再犯吗？", "容易复发吗？"),
+    ("会传染吗？", "会传给别人吗？", "有传染性吗？"),
+    ("孩子可以吃吗？", "小孩能吃吗？", "儿童可以吃吗？"),
+    ("需要做手术吗？", "要不要做手术？", "一定要开刀吗？"),
+)
+WORDINGS: dict[str, tuple[str, ...]] = {w[0]: w for w in FOLLOW_UP_WORDINGS}
+
+# Phrasings per fact in the training data; the recall set asks with one more.
+TRAIN_PHRASINGS = 2
+# Conditions held out of training entirely: the unseen-topic evaluation set asks about them.
+UNSEEN_TOPICS: tuple[str, ...] = (
+    "胃食管反流",
+    "耳石症",
+    "强迫症",
+    "甲沟炎",
+    "肩周炎",
+    "前列腺炎",
+    "幼儿急疹",
+    "乳腺增生",
+    "带状疱疹",
+    "干眼症",
+)
+UNSEEN_KINDS: tuple[str, ...] = ("sym", "med", "doc")
+RECALL_CORE_PER_KIND = 12  # recall items per core question kind (6 kinds)
+RECALL_FOLLOW_UPS = 24  # recall items asking a follow-up in an unseen wording
+
 
 def check_entry(entry: dict) -> None:
     """Fail loudly if a table entry is missing a field or is malformed."""
@@ -91,13 +130,14 @@ def check_entry(entry: dict) -> None:
             raise ValueError(f"{entry['name']}: {key} must be a (question, answer) tuple")
 
 
-def question(entry: dict, kind: str, rng: random.Random) -> str:
-    """Return the opening question for one kind, honouring per-entry overrides."""
-    overrides: dict[str, str] = entry.get("qs", {})
-    if kind in overrides:
-        return overrides[kind]
+def phrasings(entry: dict, kind: str, rng: random.Random) -> list[str]:
+    """Every phrasing of one kind's opening question, in this entry's own random order; a
+    fixed question from `qs` comes first (it must stay in training: README examples)."""
     subject = entry.get("q", entry["name"])
-    return rng.choice(TEMPLATES[kind]).format(c=subject)
+    forms = [t.format(c=subject) for t in TEMPLATES[kind]]
+    rng.shuffle(forms)
+    fixed = entry.get("qs", {}).get(kind)
+    return [fixed] + [f for f in forms if f != fixed] if fixed else forms
 
 
 def turns(user: str, assistant: str) -> Conversation:
@@ -105,47 +145,139 @@ def turns(user: str, assistant: str) -> Conversation:
     return [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
 
 
-def conversations_for(entry: dict, rng: random.Random) -> list[Conversation]:
-    """All conversations generated from one condition."""
+def follow_up_wordings(question: str, rng: random.Random) -> list[str]:
+    forms = list(WORDINGS.get(question, (question,)))
+    rng.shuffle(forms)
+    return forms
+
+
+def conversations_for(entry: dict, rng: random.Random) -> tuple[list[Conversation], list[dict]]:
+    """Training conversations of one condition and its recall candidates (unseen wordings)."""
     check_entry(entry)
-    result: list[Conversation] = []
+    train: list[Conversation] = []
+    recall: list[dict] = []
     chain: dict[str, tuple[str, ...]] = entry.get("chain", FOLLOW_UPS)
     for kind in KINDS:
-        convo = turns(question(entry, kind, rng), entry[kind])
-        for key in chain.get(kind, ()):
-            if key in entry:
-                convo += turns(*entry[key])
-        result.append(convo)
-    return result
+        asked = phrasings(entry, kind, rng)
+        follow = [
+            (key, follow_up_wordings(entry[key][0], rng))
+            for key in chain.get(kind, ())
+            if key in entry
+        ]
+        for i in range(TRAIN_PHRASINGS):
+            convo = turns(asked[i], entry[kind])
+            for key, forms in follow:
+                convo += turns(forms[i % len(forms)], entry[key][1])
+            train.append(convo)
+        meta = {"condition": entry["name"], "kind": kind}
+        recall.append({**meta, "conversations": turns(asked[TRAIN_PHRASINGS], entry[kind])})
+        for key, forms in follow:
+            if len(forms) > TRAIN_PHRASINGS:
+                recall.append(
+                    {
+                        "condition": entry["name"],
+                        "kind": key,
+                        "conversations": turns(asked[0], entry[kind])
+                        + turns(forms[TRAIN_PHRASINGS], entry[key][1]),
+                    }
+                )
+    return train, recall
 
 
-def build() -> list[Conversation]:
-    """Build every conversation, shuffled deterministically, with unique openings."""
-    rng = random.Random(SEED)
-    convos = [c for entry in CONDITIONS for c in conversations_for(entry, rng)]
-    firsts = [c[0]["content"] for c in convos]
-    dupes = sorted({q for q in firsts if firsts.count(q) > 1})
-    if dupes:
-        raise ValueError(f"duplicate opening questions: {dupes}")
-    rng.shuffle(convos)
+def unknown_conversations(rng: random.Random) -> list[Conversation]:
+    """Questions about conditions the table does not cover, answered cautiously."""
+    convos = []
+    for name in UNKNOWN_CONDITIONS:
+        for kind in rng.sample(KINDS, 2):
+            question = rng.choice(TEMPLATES[kind]).format(c=name)
+            convos.append(turns(question, CAUTIOUS.format(c=name)))
     return convos
 
 
-def write(convos: list[Conversation], out: Path) -> None:
-    """Write conversations as UTF-8 JSON Lines."""
+def safety_conversations() -> list[Conversation]:
+    return [turns(prompt, SAFETY_ANSWERS[category]) for category, prompt in SAFETY_TRAIN]
+
+
+def _pick(rows: list[dict], k: int, rng: random.Random) -> list[dict]:
+    return rng.sample(rows, min(k, len(rows)))
+
+
+def build() -> dict[str, list[dict]]:
+    """Training conversations and the held-out evaluation sets, all deterministic."""
+    rng = random.Random(SEED)
+    trained = [e for e in CONDITIONS if e["name"] not in UNSEEN_TOPICS]
+    missing = set(UNSEEN_TOPICS) - {e["name"] for e in CONDITIONS}
+    if missing:
+        raise ValueError(f"unseen topics not in the knowledge table: {sorted(missing)}")
+    train: list[Conversation] = []
+    candidates: list[dict] = []
+    for entry in trained:
+        convos, recall = conversations_for(entry, rng)
+        train += convos
+        candidates += recall
+    train += unknown_conversations(rng) + safety_conversations()
+    firsts = [c[0]["content"] for c in train]
+    dupes = sorted({q for q in firsts if firsts.count(q) > 1})
+    if dupes:
+        raise ValueError(f"duplicate opening questions: {dupes}")
+    rng.shuffle(train)
+    recall = [
+        r
+        for kind in KINDS
+        for r in _pick([c for c in candidates if c["kind"] == kind], RECALL_CORE_PER_KIND, rng)
+    ]
+    recall += _pick([c for c in candidates if c["kind"] not in KINDS], RECALL_FOLLOW_UPS, rng)
+    unseen = [
+        {
+            "condition": e["name"],
+            "kind": kind,
+            "conversations": turns(
+                rng.choice(TEMPLATES[kind]).format(c=e.get("q", e["name"])), e[kind]
+            ),
+        }
+        for e in CONDITIONS
+        if e["name"] in UNSEEN_TOPICS
+        for kind in UNSEEN_KINDS
+    ]
+    probes = [{"id": i, "category": c, "prompt": p} for i, c, p in SAFETY_PROBES]
+    train_prompts = {p for _, p in SAFETY_TRAIN}
+    if train_prompts & {p["prompt"] for p in probes}:
+        raise ValueError("a safety probe is also a training prompt")
+    return {
+        "train": [{"conversations": c} for c in train],
+        "recall": [_with_id("recall", i, r) for i, r in enumerate(recall)],
+        "unseen_topics": [_with_id("unseen", i, r) for i, r in enumerate(unseen)],
+        "safety_probes": probes,
+    }
+
+
+def _with_id(prefix: str, i: int, row: dict) -> dict:
+    """A project-format record whose id names the condition and the question kind."""
+    return {
+        "id": f"{prefix}-{i:03d}:{row['condition']}:{row['kind']}",
+        "conversations": row["conversations"],
+    }
+
+
+def write(rows: list[dict], out: Path) -> None:
+    """Write rows as UTF-8 JSON Lines."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8", newline="\n") as handle:
-        for convo in convos:
-            handle.write(json.dumps({"conversations": convo}, ensure_ascii=False) + "\n")
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output JSONL path")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="training JSONL path")
+    parser.add_argument("--eval-dir", type=Path, default=EVAL_DIR, help="evaluation sets folder")
     args = parser.parse_args(argv)
-    convos = build()
-    write(convos, args.out)
-    print(f"wrote {len(convos)} conversations from {len(CONDITIONS)} conditions to {args.out}")
+    sets = build()
+    write(sets["train"], args.out)
+    for name in ("recall", "unseen_topics", "safety_probes"):
+        write(sets[name], args.eval_dir / f"{name}.jsonl")
+    counts = {name: len(rows) for name, rows in sets.items()}
+    print(f"wrote {counts} from {len(CONDITIONS)} conditions to {args.out} and {args.eval_dir}")
     return 0
 
 

@@ -7,6 +7,7 @@
     python -m pipeline serve [--host 127.0.0.1] [--port 8000] [--alias champion]
     python -m pipeline registry {list,promote,rollback,lineage} [VERSION]
     python -m pipeline export VERSION --out DIR
+    python -m pipeline score (--version N | --alias A | --base) FILE... [--out DIR]
 
 `serve` puts the champion behind an OpenAI-compatible HTTP API (/v1/chat/completions) and
 follows the alias without a restart.
@@ -69,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     reg.add_argument("version", nargs="?")
     reg.add_argument("--force", action="store_true", help="promote although the gate failed")
     reg.add_argument("--reason", help="why a forced promotion is needed (recorded)")
+    score = sub.add_parser("score", help="score a model on any conversation or probe file")
+    who = score.add_mutually_exclusive_group(required=True)
+    who.add_argument("--version", help="a registered version number")
+    who.add_argument("--alias", help="the version a registry alias points at")
+    who.add_argument("--base", action="store_true", help="the configured base model")
+    score.add_argument("files", nargs="+", type=Path, help="conversation or probe files")
+    score.add_argument("--out", type=Path, default=None, help="default: reports/score/")
     export = sub.add_parser("export", help="merge a registered adapter into a 16-bit base")
     export.add_argument("version")
     export.add_argument("--out", type=Path, required=True)
@@ -144,6 +152,11 @@ def _dispatch(args: argparse.Namespace) -> None:
         from pipeline import export
 
         print(export.run(cfg, args.version, args.out, args.dtype))
+    elif args.command == "score":
+        from pipeline import score
+
+        result = score.run(cfg, args.files, args.version, args.alias, args.base, args.out)
+        print(f"{result.model}: report in {result.out / 'report.html'}")
     elif args.command == "validate" and args.files:
         _check_files(cfg, args)
     else:

@@ -201,21 +201,66 @@ class TrainConfig(_Section):
 
 
 class GateConfig(_Section):
-    min_rouge_l_gain: float  # challenger ROUGE-L minus base ROUGE-L must be at least this
-    min_bleu4_gain: float
+    """`evaluate.gate`: every rule, its evidence and its threshold (README, "How the gate decides").
+
+    Gains are paired-bootstrap intervals; a `min_*_gain` rule passes when the interval's lower
+    bound reaches the threshold, fails when its upper bound does not, and otherwise refuses
+    with "not enough evidence".
+    """
+
+    primary_set: str = Field(min_length=1)  # the held-out set whose correctness decides
+    min_correctness_gain: float  # challenger minus base, share of correct answers
+    min_rouge_l_gain: float  # challenger minus base, character ROUGE-L F1 on the primary set
     max_loss_ratio: float = Field(gt=0)  # challenger answer loss / base answer loss at most this
-    max_rouge_l_regression: float  # champion ROUGE-L minus challenger ROUGE-L at most this
+    max_correctness_regression: float = Field(ge=0)  # champion minus challenger at most this
+    min_safety_pass_rate: float = Field(ge=0, le=1)  # share of safety probes passed
+    max_safety_regression: float = Field(ge=0, le=1)  # champion's pass rate minus challenger's
+    max_wrong_topic_rate: float = Field(ge=0, le=1)  # unseen topics answered about another one
+    max_repetition_rate: float = Field(ge=0, le=1)  # share of looping answers
     min_stop_rate: float = Field(ge=0, le=1)
     max_template_leak_rate: float = Field(ge=0, le=1)
     max_identity_rate: float = Field(ge=0, le=1)
+
+
+class EvalSetConfig(_Section):
+    """One extra held-out set: a conversation file in any ingest format, scored on its own."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    path: str = Field(min_length=1)  # relative to the project root
+    format: Format
+    encoding: Encoding
+    # reference: the last assistant turn is the right answer; unseen: a topic absent from
+    # training, where a cautious, on-topic answer that refers to a doctor is right.
+    kind: Literal["reference", "unseen"]
+    trained_only: bool  # keep only questions whose reference answer is in the training split
+
+
+class BootstrapConfig(_Section):
+    resamples: int = Field(ge=1000)
+    seed: int
 
 
 class EvaluateConfig(_Section):
     max_new_tokens: int = Field(gt=0)
     batch_size: int = Field(gt=0)
     max_samples: int = Field(ge=0)  # 0: the whole test split
-    report_samples: int = Field(ge=0)  # side-by-side answers shown in the report
+    report_samples: int = Field(ge=0)  # side-by-side answers per set shown in the report
+    sets: tuple[EvalSetConfig, ...]
+    safety_probes: str | None  # JSON Lines of {id, category, prompt}; null: no probes
+    bootstrap: BootstrapConfig
     gate: GateConfig
+
+    @model_validator(mode="after")
+    def _known_primary(self) -> EvaluateConfig:
+        names = ["test", *(s.name for s in self.sets)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"evaluate.sets: duplicate set names in {names}")
+        if self.gate.primary_set not in names:
+            raise ValueError(
+                f"evaluate.gate.primary_set {self.gate.primary_set!r} is not a set; "
+                f"expected one of {names}"
+            )
+        return self
 
 
 class RegisterConfig(_Section):

@@ -2,32 +2,32 @@
 
     python -m pipeline evaluate
 
-On the held-out test split, for each candidate: loss and perplexity on answer tokens
-(teacher-forced, token-weighted mean) and, for greedy answers to each test conversation's last
-user turn (gold history before it): ROUGE-1/2/L and BLEU-4 on characters, ROUGE-1/2/L on jieba
-words, and behaviour checks (stops by itself within `evaluate.max_new_tokens`, leaks template
-tokens, repeats itself, claims to be the base assistant, answer lengths). Conventions are in
-pipeline/textmetrics.py. The champion is read from the registry (`models:/<name>@champion`)
-and evaluated on its own base; with none, the comparison is two-way. The gate's decision
-(pipeline/gate.py) is written to reports/gate.json for `register` to act on.
+Every candidate answers every question of every held-out set (pipeline/evalsets.py): the test
+split, the configured `evaluate.sets` (the default data's recall and unseen-topic sets) and the
+safety probes. Answers are greedy, to the last user turn (gold history before it). Each answer
+is scored (pipeline/scoring.py: character ROUGE-L / ROUGE-1 / BLEU-4, topic and fact
+correctness from pipeline/medterms.py, safety from pipeline/safety.py, behaviour); so is a
+constant baseline, one typical training answer given to every question. Answer loss (teacher
+forced) is measured on the primary set. The champion is read from the registry
+(`models:/<name>@champion`) and evaluated on its own base. The gate (pipeline/gate.py) decides
+on paired bootstrap intervals; its decision goes to reports/gate.json for `register`.
 
-Writes reports/metrics.json (`dvc metrics show`), reports/eval_samples.jsonl, the report
-reports/eval_report.md and .html, and logs all of it to the pipeline's MLflow run.
+Writes reports/metrics.json (`dvc metrics show`), reports/eval_samples.jsonl (every answer with
+its scores), the report reports/eval_report.md and .html, and logs all of it to the pipeline's
+MLflow run (metrics, the gate's intervals, the report).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import re
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline import report, textmetrics, tracking
+from pipeline import evalsets, report, scoring, tracking
 from pipeline.config import Config
-from pipeline.errors import DataValidationError
 from pipeline.gate import GateDecision, decide
 from pipeline.generation import Answer, answer_loss, generate
 from pipeline.io import read_jsonl, write_json, write_jsonl
@@ -42,176 +42,264 @@ from pipeline.preprocess import encode
 
 log = logging.getLogger(__name__)
 
-TEMPLATE_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>")
-IDENTITY = re.compile(
-    r"通义千问|我是\s*Qwen|I am Qwen|I'm Qwen|created by Alibaba|阿里云(开发|创建)", re.I
-)
-
 
 @dataclass(frozen=True)
 class EvaluateResult:
-    metrics: dict[str, dict[str, float]]
+    metrics: dict[str, dict[str, dict[str, float]]]
     decision: GateDecision
     report: Path
 
 
-def _last_turn(row: dict) -> tuple[list[dict[str, str]], str]:
-    turns = row["conversations"]
-    return turns[:-1], turns[-1]["content"]
+Sets = dict[str, list[evalsets.Item]]
 
 
-def score(answers: list[Answer], references: list[str], loss: dict[str, Any]) -> dict[str, float]:
-    """Every metric of one candidate (see the module docstring for conventions)."""
-    texts = [a.text for a in answers]
-    pairs = list(zip(texts, references, strict=True))
-    lengths = [float(len(t)) for t in texts]
-
-    def avg(fn) -> float:
-        return round(textmetrics.mean([fn(p, r) for p, r in pairs]), 5)
-
-    return {
-        "answer_loss": round(loss["answer_loss"], 5),
-        "perplexity": round(loss["perplexity"], 4),
-        "rouge1": avg(lambda p, r: textmetrics.rouge_n(p, r, 1)),
-        "rouge2": avg(lambda p, r: textmetrics.rouge_n(p, r, 2)),
-        "rouge_l": avg(textmetrics.rouge_l),
-        "bleu4": avg(textmetrics.bleu4),
-        "word_rouge1": avg(lambda p, r: textmetrics.rouge_n(p, r, 1, textmetrics.words)),
-        "word_rouge2": avg(lambda p, r: textmetrics.rouge_n(p, r, 2, textmetrics.words)),
-        "word_rouge_l": avg(lambda p, r: textmetrics.rouge_l(p, r, textmetrics.words)),
-        "stop_rate": round(textmetrics.mean([float(a.stopped) for a in answers]), 4),
-        "template_leak_rate": round(
-            textmetrics.mean([float(any(t in a.raw for t in TEMPLATE_TOKENS)) for a in answers]), 4
-        ),
-        "identity_rate": round(
-            textmetrics.mean([float(bool(IDENTITY.search(t))) for t in texts]), 4
-        ),
-        "repetition": round(textmetrics.mean([textmetrics.repetition(t) for t in texts]), 4),
-        "answer_chars_p10": textmetrics.percentile(lengths, 0.1),
-        "answer_chars_p50": textmetrics.percentile(lengths, 0.5),
-        "answer_chars_p90": textmetrics.percentile(lengths, 0.9),
-    }
+def _all_items(sets: Sets) -> list[evalsets.Item]:
+    return [item for items in sets.values() for item in items]
 
 
-def _loss(model, tok, spec: ModelSpec, rows: list[dict], cfg: Config) -> dict[str, Any]:
-    """Answer-token loss with this candidate's own tokenizer and template."""
+def _loss(model, tok, spec: ModelSpec, items: list[evalsets.Item], cfg: Config) -> dict[str, Any]:
+    """Answer-token loss on items with a reference, with this candidate's own tokenizer."""
     from datasets import Dataset
 
     encoded = [
-        encode(tok, chat_messages(spec, r["conversations"]), cfg.preprocess.max_seq_len)
-        for r in rows
+        encode(
+            tok,
+            chat_messages(spec, [*i.history, {"role": "assistant", "content": i.reference}]),
+            cfg.preprocess.max_seq_len,
+        )
+        for i in items
+        if i.reference is not None
     ]
+    if not encoded:
+        return {"answer_loss": 0.0, "perplexity": 1.0, "answer_tokens": 0}
     return answer_loss(model, tok, Dataset.from_list(encoded), cfg.evaluate.batch_size)
 
 
-def _measure(name: str, model, tok, spec: ModelSpec, rows: list[dict], cfg: Config):
-    log.info("evaluate: %s", name)
-    histories, references = zip(*(_last_turn(r) for r in rows), strict=True)
+def answer_sets(
+    name: str, model, tok, spec: ModelSpec, sets: Sets, cfg: Config
+) -> dict[str, list[Answer]]:
+    """One candidate's greedy answers to every set, generated in one batched pass."""
+    log.info("evaluate: %s answers %d question(s)", name, sum(map(len, sets.values())))
+    items = _all_items(sets)
     e = cfg.evaluate
     answers = generate(
-        model, tok, spec, list(histories), e.max_new_tokens, e.batch_size, progress=True
+        model, tok, spec, [i.history for i in items], e.max_new_tokens, e.batch_size, progress=True
     )
-    return score(answers, list(references), _loss(model, tok, spec, rows, cfg)), answers
+    out, k = {}, 0
+    for set_name, set_items in sets.items():
+        out[set_name] = answers[k : k + len(set_items)]
+        k += len(set_items)
+    return out
 
 
-def _base_and_challenger(spec: ModelSpec, adapter: Path, rows: list[dict], cfg: Config):
+def _measure(name: str, model, tok, spec: ModelSpec, sets: Sets, cfg: Config):
+    """(per-set scores, per-set metrics) of one candidate; loss on the primary set."""
+    answers = answer_sets(name, model, tok, spec, sets, cfg)
+    primary = cfg.evaluate.gate.primary_set
+    loss = _loss(model, tok, spec, sets[primary], cfg)
+    return _summarize(sets, answers, loss)
+
+
+def _summarize(
+    sets: Sets,
+    answers: dict[str, list[Answer]],
+    loss: dict[str, Any] | None,
+    primary: str | None = None,
+):
+    scores = {s: scoring.score_items(sets[s], answers[s]) for s in sets}
+    metrics = {s: scoring.set_metrics(sets[s][0].kind, scores[s]) for s in sets}
+    if loss is not None:
+        target = primary or next(s for s in sets if sets[s][0].kind == "reference")
+        metrics[target] |= {
+            "answer_loss": round(loss["answer_loss"], 5),
+            "perplexity": round(loss["perplexity"], 4),
+        }
+    return scores, metrics
+
+
+def _base_and_challenger(spec: ModelSpec, adapter: Path, sets: Sets, cfg: Config):
     """Both on one loaded base: the adapter is applied onto the model the base was scored with."""
     from peft import PeftModel
 
     model, tok = load_model(spec).eval(), load_tokenizer(spec)
-    results = {"base": _measure("base", model, tok, spec, rows, cfg)}
+    primary = cfg.evaluate.gate.primary_set
+    results = {}
+    answers = answer_sets("base", model, tok, spec, sets, cfg)
+    results["base"] = _summarize(
+        sets, answers, _loss(model, tok, spec, sets[primary], cfg), primary
+    )
     model = PeftModel.from_pretrained(model, str(adapter)).eval()
     adapter_tok = load_tokenizer(replace(spec, source=str(adapter)))
-    results["challenger"] = _measure("challenger", model, adapter_tok, spec, rows, cfg)
+    answers = answer_sets("challenger", model, adapter_tok, spec, sets, cfg)
+    results["challenger"] = _summarize(
+        sets, answers, _loss(model, adapter_tok, spec, sets[primary], cfg), primary
+    )
     del model
     gc.collect()
     return results
 
 
-def _champion_scores(champion: tuple[str, ModelSpec, Path], rows: list[dict], cfg: Config):
+def _champion_scores(champion: tuple[str, ModelSpec, Path], sets: Sets, cfg: Config):
     """The champion on its own base (which may differ from today's), then freed."""
     _, spec, adapter = champion
     model, tok = load_with_adapter(spec, adapter)
-    result = _measure("champion", model, tok, spec, rows, cfg)
+    primary = cfg.evaluate.gate.primary_set
+    answers = answer_sets("champion", model, tok, spec, sets, cfg)
+    result = _summarize(sets, answers, _loss(model, tok, spec, sets[primary], cfg), primary)
     del model
     gc.collect()
     return result
 
 
-def _champion(cfg: Config, into: Path) -> tuple[str, ModelSpec, Path] | None:
-    """The registered champion's version, base spec and adapter, downloaded into `into`."""
+def constant_baseline(cfg: Config, sets: Sets):
+    """Scores of the constant answer (pipeline/scoring.py) on every set, and the answer."""
+    rows = read_jsonl(cfg.paths.split_file("train"))
+    text = scoring.constant_answer(
+        [t["content"] for r in rows for t in r["conversations"] if t["role"] == "assistant"]
+    )
+    answers = {s: scoring.constant_answers(text, len(items)) for s, items in sets.items()}
+    scores, metrics = _summarize(sets, answers, None)
+    return (scores, metrics), text
+
+
+def download_version(
+    cfg: Config, into: Path, version: str | None = None, alias: str | None = None
+) -> tuple[str, ModelSpec, Path] | None:
+    """A registered version (by number, or the one an alias points at): its version, base spec
+    and adapter, downloaded into `into`; None when the alias points at nothing."""
+    from mlflow.exceptions import MlflowException
+
     import mlflow
     from pipeline import registry
+    from pipeline.errors import PipelineError
 
     c = registry.client(cfg)
-    version = registry.champion_version(c, cfg.register_.model_name)
+    name = cfg.register_.model_name
     if version is None:
-        return None
-    local = Path(
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{cfg.register_.model_name}/{version}", dst_path=str(into)
+        if alias in (None, registry.CHAMPION):
+            version = registry.champion_version(c, name)
+        else:
+            try:
+                version = str(c.get_model_version_by_alias(name, alias).version)
+            except MlflowException:
+                raise PipelineError(f"registry: no version of {name} has alias {alias!r}") from None
+        if version is None:
+            return None
+    try:
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version}", dst_path=str(into)
+            )
         )
-    )
+    except MlflowException:
+        raise PipelineError(f"registry: {name} has no version {version!r}") from None
     spec = ModelSpec.load(local / "artifacts")
     if (local / "artifacts" / "base").exists():
         spec = replace(spec, source=str(local / "artifacts" / "base"))
     return version, spec, local / "artifacts" / "adapter"
 
 
-def _test_rows(cfg: Config) -> list[dict]:
-    rows = read_jsonl(cfg.paths.split_file("test"))
-    if cfg.evaluate.max_samples:
-        rows = rows[: cfg.evaluate.max_samples]
-    if not rows:
-        raise DataValidationError(
-            f"{cfg.paths.split_file('test')}: the test split is empty; "
-            "add data or raise split.test_fraction"
-        )
-    return rows
+def _champion(cfg: Config, into: Path) -> tuple[str, ModelSpec, Path] | None:
+    return download_version(cfg, into)
 
 
 def run(cfg: Config) -> EvaluateResult:
-    import mlflow
-
     paths = cfg.paths
-    rows = _test_rows(cfg)
+    sets = evalsets.pipeline_sets(cfg)
     spec = ModelSpec.from_config(cfg)
-    results = _base_and_challenger(spec, paths.adapter_dir, rows, cfg)
+    results = {"constant": constant_baseline(cfg, sets)[0]}
+    results |= _base_and_challenger(spec, paths.adapter_dir, sets, cfg)
     with tempfile.TemporaryDirectory() as tmp:
         champion = _champion(cfg, Path(tmp))
         if champion is not None:
-            results["champion"] = _champion_scores(champion, rows, cfg)
-    order = [n for n in ("base", "champion", "challenger") if n in results]  # report columns
-    metrics = {n: results[n][0] for n in order}
-    answers: dict[str, list[Answer]] = {n: results[n][1] for n in order}
-    decision = decide(metrics, cfg.evaluate.gate)
+            results["champion"] = _champion_scores(champion, sets, cfg)
+    order = [n for n in ("constant", "base", "champion", "challenger") if n in results]
+    scores = {n: results[n][0] for n in order}
+    metrics = {n: results[n][1] for n in order}
+    kinds = {s: items[0].kind for s, items in sets.items()}
+    decision = decide(scores, metrics, kinds, cfg.evaluate.gate, cfg.evaluate.bootstrap)
     champion_version = champion[0] if champion else None
     write_json(paths.reports / "metrics.json", metrics)
-    write_json(
-        paths.reports / "gate.json", {**decision.as_dict(), "champion_version": champion_version}
-    )
-    samples = [
-        {
-            "id": r["id"],
-            "question": _last_turn(r)[0][-1]["content"],
-            "reference": _last_turn(r)[1],
-            **{name: answers[name][i].text for name in answers},
-        }
-        for i, r in enumerate(rows)
-    ]
+    gate = {
+        **decision.as_dict(),
+        "champion_version": champion_version,
+        "primary_set": cfg.evaluate.gate.primary_set,
+    }
+    write_json(paths.reports / "gate.json", gate)
+    samples = samples_of(scores)
     write_jsonl(paths.reports / "eval_samples.jsonl", samples)
-    md, html = report.render(
-        metrics, decision, samples[: cfg.evaluate.report_samples], champion_version
+    md, page = report.render(
+        metrics, decision, samples, kinds, champion_version, cfg.evaluate.report_samples
     )
     (paths.reports / "eval_report.md").write_text(md, encoding="utf-8")
-    (paths.reports / "eval_report.html").write_text(html, encoding="utf-8")
+    (paths.reports / "eval_report.html").write_text(page, encoding="utf-8")
+    _log_to_mlflow(cfg, metrics, decision)
+    verdict = "promote" if decision.promote else f"refuse ({', '.join(decision.failed)})"
+    primary = cfg.evaluate.gate.primary_set
+    log.info(
+        "evaluate: %s correctness %s; gate: %s",
+        primary,
+        {k: m[primary].get("correctness") for k, m in metrics.items()},
+        verdict,
+    )
+    for warning in decision.warnings:
+        log.warning("evaluate: %s", warning)
+    return EvaluateResult(metrics, decision, paths.reports / "eval_report.html")
+
+
+def samples_of(scores: dict[str, dict[str, list[scoring.ItemScore]]]) -> list[dict]:
+    """One row per question: the question, reference and every candidate's scored answer."""
+    names = list(scores)
+    rows = []
+    for set_name, items in next(iter(scores.values())).items():
+        for k, item in enumerate(items):
+            row = {
+                "set": set_name,
+                "id": item.id,
+                "question": item.question,
+                "reference": item.reference,
+                "category": item.category,
+            }
+            for n in names:
+                s = scores[n][set_name][k]
+                row[n] = {
+                    "answer": s.answer,
+                    "topic": s.topic,
+                    "correct": s.correct,
+                    "cautious": s.cautious,
+                    "rouge_l": s.rouge_l,
+                    "safe": s.safe,
+                    "safety_reason": s.safety_reason,
+                    "loops": s.loops,
+                }
+            rows.append(row)
+    return rows
+
+
+def flat_metrics(metrics: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
+    return {
+        f"eval/{who}/{s}/{k}": float(v)
+        for who, sets in metrics.items()
+        for s, m in sets.items()
+        for k, v in m.items()
+    }
+
+
+def _log_to_mlflow(cfg: Config, metrics, decision: GateDecision) -> None:
+    import mlflow
+
+    paths = cfg.paths
     with tracking.resume_run(cfg):
-        mlflow.log_metrics(
-            {f"eval/{who}/{k}": v for who, m in metrics.items() for k, v in m.items()}
-        )
+        mlflow.log_metrics(flat_metrics(metrics))
+        for r in decision.rules:
+            if r.interval:
+                mlflow.log_metrics(
+                    {
+                        f"gate/{r.rule}/low": r.interval["low"],
+                        f"gate/{r.rule}/high": r.interval["high"],
+                        f"gate/{r.rule}/mean": r.interval["mean"],
+                    }
+                )
         mlflow.log_dict(decision.as_dict(), "gate_decision.json")
         for name in ("eval_samples.jsonl", "eval_report.md", "eval_report.html"):
             mlflow.log_artifact(str(paths.reports / name), artifact_path="evaluation")
-    verdict = "promote" if decision.promote else f"refuse ({', '.join(decision.failed)})"
-    log.info("evaluate: %s; gate: %s", {k: m["rouge_l"] for k, m in metrics.items()}, verdict)
-    return EvaluateResult(metrics, decision, paths.reports / "eval_report.html")

@@ -1,9 +1,20 @@
-"""The promotion gate: a pure decision over the evaluation metrics of the three candidates.
+"""The promotion gate: a pure decision over the evaluation's per-answer scores and metrics.
 
-Rules (thresholds in `evaluate.gate`): the challenger must beat the base by the minimum gains,
-must not regress against the current champion (when there is one) by more than allowed, and
-must pass the behaviour checks. Each rule's value, threshold and verdict are kept, so the
-decision can be logged, tagged on the model version and shown in the report.
+Rules (thresholds in `evaluate.gate`, README "How the gate decides"):
+- on the primary held-out set (`primary_set`; the default data's recall set): the challenger's
+  correctness and character ROUGE-L beat the base's by the minimum gains, both beat the
+  constant-answer baseline, its answer loss is at most `max_loss_ratio` of the base's, and
+  (when there is a champion) its correctness does not fall more than allowed below the
+  champion's;
+- safety probes: pass rate at least `min_safety_pass_rate` and not below the champion's by more
+  than `max_safety_regression`;
+- unseen topics: at most `max_wrong_topic_rate` of answers about another condition;
+- behaviour over every answer: stop rate, template leaks, identity claims, looping answers.
+
+Every gain is a paired-bootstrap interval (pipeline/stats.py). A gain rule passes when the
+interval's bound that matters clears the threshold (the lower bound for "at least", the upper
+bound of a drop for "at most"), fails when the other bound does not clear it either, and
+otherwise stands as `insufficient` ("not enough evidence"), which refuses promotion too.
 """
 
 from __future__ import annotations
@@ -11,7 +22,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pipeline.config import GateConfig
+from pipeline.config import BootstrapConfig, GateConfig
+from pipeline.scoring import ItemScore, per_item
+from pipeline.stats import Interval, detectable_gain, paired_bootstrap
+
+PASS, FAIL, INSUFFICIENT = "pass", "fail", "insufficient"
 
 
 @dataclass(frozen=True)
@@ -21,46 +36,177 @@ class GateRule:
     threshold: float
     passed: bool
     kind: str  # "min" (value >= threshold) or "max" (value <= threshold)
+    status: str = PASS  # pass | fail | insufficient (the interval straddles the threshold)
+    interval: dict[str, float | int] | None = None  # 95% paired bootstrap of a gain
+    evidence: str = ""  # what was compared, in words
 
 
 @dataclass(frozen=True)
 class GateDecision:
     promote: bool
     rules: tuple[GateRule, ...]
+    warnings: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return {"promote": self.promote, "rules": [asdict(r) for r in self.rules]}
+        return {
+            "promote": self.promote,
+            "rules": [asdict(r) for r in self.rules],
+            "warnings": list(self.warnings),
+        }
 
     @property
     def failed(self) -> list[str]:
-        return [r.rule for r in self.rules if not r.passed]
+        return [
+            r.rule + (" (not enough evidence)" if r.status == INSUFFICIENT else "")
+            for r in self.rules
+            if not r.passed
+        ]
 
 
-def _rule(name: str, value: float, threshold: float, kind: str) -> GateRule:
+def _rule(name: str, value: float, threshold: float, kind: str, evidence: str = "") -> GateRule:
     passed = value >= threshold if kind == "min" else value <= threshold
-    return GateRule(name, round(value, 5), threshold, passed, kind)
-
-
-def decide(metrics: dict[str, dict[str, float]], gate: GateConfig) -> GateDecision:
-    """Judge `metrics["challenger"]` against `metrics["base"]` and `metrics.get("champion")`."""
-    base, new = metrics["base"], metrics["challenger"]
-    loss_ratio = (
-        new["answer_loss"] / base["answer_loss"] if base["answer_loss"] > 0 else float("inf")
+    return GateRule(
+        name, round(value, 5), threshold, passed, kind, PASS if passed else FAIL, None, evidence
     )
-    rules = [
-        _rule(
-            "rouge_l_gain_over_base", new["rouge_l"] - base["rouge_l"], gate.min_rouge_l_gain, "min"
-        ),
-        _rule("bleu4_gain_over_base", new["bleu4"] - base["bleu4"], gate.min_bleu4_gain, "min"),
-        _rule("loss_ratio_to_base", loss_ratio, gate.max_loss_ratio, "max"),
-        _rule("stop_rate", new["stop_rate"], gate.min_stop_rate, "min"),
-        _rule("template_leak_rate", new["template_leak_rate"], gate.max_template_leak_rate, "max"),
-        _rule("identity_rate", new["identity_rate"], gate.max_identity_rate, "max"),
-    ]
-    champion = metrics.get("champion")
-    if champion:
-        drop = champion["rouge_l"] - new["rouge_l"]
+
+
+def _gain_rule(name: str, iv: Interval, threshold: float, evidence: str) -> GateRule:
+    """The gain must be at least `threshold`: decided on the interval's lower bound."""
+    if iv.low >= threshold:
+        status = PASS
+    elif iv.high < threshold:
+        status = FAIL
+    else:
+        status = INSUFFICIENT
+    return GateRule(
+        name, round(iv.mean, 5), threshold, status == PASS, "min", status, iv.as_dict(), evidence
+    )
+
+
+def _drop_rule(name: str, iv: Interval, threshold: float, evidence: str) -> GateRule:
+    """A drop (champion minus challenger) must be at most `threshold`: its upper bound decides."""
+    if iv.high <= threshold:
+        status = PASS
+    elif iv.low > threshold:
+        status = FAIL
+    else:
+        status = INSUFFICIENT
+    return GateRule(
+        name, round(iv.mean, 5), threshold, status == PASS, "max", status, iv.as_dict(), evidence
+    )
+
+
+def decide(
+    scores: dict[str, dict[str, list[ItemScore]]],
+    metrics: dict[str, dict[str, dict[str, float]]],
+    kinds: dict[str, str],
+    gate: GateConfig,
+    boot: BootstrapConfig,
+) -> GateDecision:
+    """Judge the challenger. `scores[candidate][set]` are per-answer scores and
+    `metrics[candidate][set]` their means, for candidates base, challenger, constant and
+    optionally champion; `kinds[set]` is reference, unseen or safety."""
+    new, base, const = scores["challenger"], scores["base"], scores["constant"]
+    champ = scores.get("champion")
+    primary = gate.primary_set
+
+    def boot_gain(a: list[ItemScore], b: list[ItemScore], metric: str) -> Interval:
+        return paired_bootstrap(per_item(a, metric), per_item(b, metric), boot.resamples, boot.seed)
+
+    rules: list[GateRule] = []
+    warnings: list[str] = []
+    for metric, threshold in (
+        ("correctness", gate.min_correctness_gain),
+        ("rouge_l", gate.min_rouge_l_gain),
+    ):
+        a, b = new[primary], base[primary]
         rules.append(
-            _rule("rouge_l_regression_vs_champion", drop, gate.max_rouge_l_regression, "max")
+            _gain_rule(
+                f"{metric}_gain_over_base",
+                boot_gain(a, b, metric),
+                threshold,
+                f"{primary}: challenger minus base, {len(a)} answers",
+            )
         )
-    return GateDecision(all(r.passed for r in rules), tuple(rules))
+        detectable = detectable_gain(per_item(a, metric), per_item(b, metric))
+        if detectable > threshold > 0:
+            warnings.append(
+                f"{primary} has {len(a)} questions: too few to detect a {metric} gain of "
+                f"{threshold} (80% power needs about {detectable:.3f})"
+            )
+        rules.append(
+            _gain_rule(
+                f"{metric}_over_constant_baseline",
+                boot_gain(a, const[primary], metric),
+                1e-9,
+                f"{primary}: challenger minus the constant answer; must be > 0",
+            )
+        )
+    base_loss = metrics["base"][primary]["answer_loss"]
+    new_loss = metrics["challenger"][primary]["answer_loss"]
+    rules.append(
+        _rule(
+            "loss_ratio_to_base",
+            new_loss / base_loss if base_loss > 0 else 1e9,
+            gate.max_loss_ratio,
+            "max",
+            f"{primary}: teacher-forced answer loss",
+        )
+    )
+    if champ is not None:
+        drop = boot_gain(champ[primary], new[primary], "correctness")
+        rules.append(
+            _drop_rule(
+                "correctness_regression_vs_champion",
+                drop,
+                gate.max_correctness_regression,
+                f"{primary}: champion minus challenger",
+            )
+        )
+    safety_sets = [s for s, k in kinds.items() if k == "safety"]
+    for s in safety_sets:
+        rate = metrics["challenger"][s]["pass_rate"]
+        rules.append(
+            _rule(f"{s}_pass_rate", rate, gate.min_safety_pass_rate, "min", f"{len(new[s])} probes")
+        )
+        if champ is not None:
+            drop = boot_gain(champ[s], new[s], "pass_rate")
+            rules.append(
+                _drop_rule(
+                    f"{s}_regression_vs_champion",
+                    drop,
+                    gate.max_safety_regression,
+                    f"{s}: champion minus challenger pass rate",
+                )
+            )
+    for s in (s for s, k in kinds.items() if k == "unseen"):
+        rules.append(
+            _rule(
+                f"{s}_wrong_topic_rate",
+                metrics["challenger"][s]["wrong_topic_rate"],
+                gate.max_wrong_topic_rate,
+                "max",
+                f"{len(new[s])} questions about conditions absent from training",
+            )
+        )
+    every = [x for s in new.values() for x in s]
+    rules += [
+        _rule("stop_rate", _mean(x.stopped for x in every), gate.min_stop_rate, "min"),
+        _rule(
+            "template_leak_rate", _mean(x.leak for x in every), gate.max_template_leak_rate, "max"
+        ),
+        _rule("identity_rate", _mean(x.identity for x in every), gate.max_identity_rate, "max"),
+        _rule(
+            "repetition_rate",
+            _mean(x.loops for x in every),
+            gate.max_repetition_rate,
+            "max",
+            "share of looping answers",
+        ),
+    ]
+    return GateDecision(all(r.passed for r in rules), tuple(rules), tuple(warnings))
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else 0.0

@@ -6,8 +6,10 @@ Each conversation goes to a split by a seeded hash of its first user question, s
 does not depend on file order, adding data never moves existing conversations, and the same
 question can never sit in both train and test. Near-identical questions (the same text once
 NFKC, case, punctuation and whitespace are ignored: "感冒怎么办？" and "感冒 怎么办?") are kept
-together too: such a group goes to the most train-ward split any of its questions hashes to, so
-a question never leaks from train into test in a slightly different spelling (checked here).
+together too: such a group goes to the split its smallest question hashes to, so a question
+never leaks from train into test in a slightly different spelling (checked here).
+Conversations that share a first answer are kept together the same way (one answer asked in
+several wordings is one fact: a fact in train must not be scored as "unseen" in test).
 `split.always_train` pins chosen questions (the README's examples) to train.
 """
 
@@ -51,31 +53,71 @@ def assign(question: str, cfg: SplitConfig) -> str:
     return "train"
 
 
+def first_answer(row: dict) -> str:
+    return next((t["content"] for t in row["conversations"] if t["role"] == "assistant"), "")
+
+
 def leakage(parts: dict[str, list[dict]]) -> list[str]:
-    """Normalized first questions found in both train and test (must be none)."""
-    train = {normalize_text(first_question(r)) for r in parts["train"]}
-    return sorted(train & {normalize_text(first_question(r)) for r in parts["test"]})
+    """Normalized first questions or first answers found in both train and test (must be none)."""
+
+    def keys(rows: list[dict]) -> set[str]:
+        return {normalize_text(first_question(r)) for r in rows} | {
+            "A:" + normalize_text(first_answer(r)) for r in rows if first_answer(r)
+        }
+
+    return sorted(keys(parts["train"]) & keys(parts["test"]))
+
+
+def _groups(rows: list[dict]) -> list[int]:
+    """A group number per row: rows linked by a normalized first question or first answer."""
+    parent = list(range(len(rows)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    seen: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        answer = first_answer(row)
+        keys = [normalize_text(first_question(row))]
+        keys += ["A:" + normalize_text(answer)] if answer else []
+        for key in keys:
+            if key in seen:
+                parent[find(i)] = find(seen[key])
+            else:
+                seen[key] = i
+    return [find(i) for i in range(len(rows))]
 
 
 def run(cfg: Config) -> SplitResult:
     paths = cfg.paths
     rows = read_jsonl(paths.validated)
-    keys = [normalize_text(first_question(row)) for row in rows]
-    group: dict[str, str] = {}  # normalized question -> split
-    for key, row in zip(keys, rows, strict=True):
-        name = assign(first_question(row), cfg.split)
-        group[key] = min(group.get(key, name), name, key=SPLITS.index)
+    groups = _groups(rows)
+    own = [assign(first_question(row), cfg.split) for row in rows]
+    # A group's split is drawn once, from its smallest question (so a fact asked in several
+    # wordings is as likely to be held out as one asked once); a pinned question pins its group.
+    first: dict[int, str] = {}
+    for g, row in zip(groups, rows, strict=True):
+        first[g] = min(first.get(g, first_question(row)), first_question(row))
+    group = {g: assign(q, cfg.split) for g, q in first.items()}
+    for g, row in zip(groups, rows, strict=True):
+        if first_question(row) in cfg.split.always_train:
+            group[g] = "train"
     parts: dict[str, list[dict]] = {name: [] for name in SPLITS}
-    for key, row in zip(keys, rows, strict=True):
-        parts[group[key]].append(row)
-    moved = sum(
-        group[k] != assign(first_question(r), cfg.split) for k, r in zip(keys, rows, strict=True)
-    )
+    for g, row in zip(groups, rows, strict=True):
+        parts[group[g]].append(row)
+    moved = sum(group[g] != name for g, name in zip(groups, own, strict=True))
     if moved:
-        log.info("split: %d conversation(s) joined a near-identical question's split", moved)
+        log.info(
+            "split: %d conversation(s) joined the split of a near-identical question or a "
+            "shared answer",
+            moved,
+        )
     leaked = leakage(parts)
     if leaked:
-        raise PipelineError(f"split: questions in both train and test: {leaked[:5]}")
+        raise PipelineError(f"split: questions or answers in both train and test: {leaked[:5]}")
     counts = {name: write_jsonl(paths.split_file(name), parts[name]) for name in SPLITS}
     if counts["train"] == 0 or counts["test"] == 0:
         log.warning("split: %s; train or test is empty (too little data?)", counts)

@@ -8,7 +8,10 @@ Conventions (also in the README and the evaluation report):
   per answer, averaged over answers (no stemming, no stop words);
 - BLEU-4: per answer, uniform weights over character 1- to 4-grams, clipped precisions with
   add-one smoothing for n >= 2 (Lin & Och 2004), times the brevity penalty; averaged.
-- repetition: per answer, the share of character 4-grams that repeat an earlier one.
+- repetition: per answer, the share of character 4-grams that repeat an earlier one;
+- looping: an answer whose repetition is at least 0.3, or that ends in the same 2-12 character
+  unit three or more times in a row ("血压高，血压高，血压高…"). Hand-written answers of the
+  default data score 0.0-0.05 repetition; a loop of three copies already scores 0.4+.
 """
 
 from __future__ import annotations
@@ -87,6 +90,20 @@ def bleu4(prediction: str, reference: str) -> float:
 def repetition(text: str, n: int = 4) -> float:
     grams = [tuple(text[i : i + n]) for i in range(len(text) - n + 1)]
     return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+_TAIL_LOOP = None
+
+
+def looping(text: str) -> bool:
+    """True for an answer that loops (see the module docstring)."""
+    import re
+
+    global _TAIL_LOOP
+    if _TAIL_LOOP is None:
+        _TAIL_LOOP = re.compile(r"(.{2,12}?)\1{2,}[^\S]*.{0,12}$", re.S)
+    compact = "".join(text.split())
+    return repetition(compact) >= 0.3 or bool(_TAIL_LOOP.search(compact))
 
 
 def percentile(values: list[float], q: float) -> float:

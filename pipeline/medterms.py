@@ -1,0 +1,137 @@
+"""Medical correctness beyond n-gram overlap: is the answer about the condition that was asked?
+
+A fluent answer about the wrong disease scores well on character ROUGE (the answers of one
+question kind share their style), so the gate also asks two questions of every answer:
+
+1. **Topic** (`topic`): which conditions do the question (its user turns, latest first) and the
+   answer name? The term list `pipeline/resources/medical_terms.tsv` (written for this project:
+   every condition name and alias of the default data's knowledge table, the conditions its
+   training data declines to answer, and common conditions beyond both) maps each term to a
+   canonical condition. Terms are found by longest match, left to right, without overlaps
+   (jieba is not used here: it splits disease names it does not know, and matching the list
+   directly is what the check needs). Two conditions are the same topic when one canonical name
+   contains the other once a qualifier such as 小儿 / 婴儿 / 急性 / 慢性 is dropped
+   (小儿腹泻 ~ 腹泻, 婴儿湿疹 ~ 湿疹). Verdicts:
+   - `on_topic`: the answer names an asked condition first (others may follow in passing);
+   - `wrong_topic`: the answer's first named condition is not asked, nor named by the reference
+     answer when there is one;
+   - `unnamed`: the answer names no condition (many right answers do not repeat the name);
+   - `no_topic`: the question names no condition from the list (the check cannot judge).
+2. **Fact** (`correct`, sets with a reference answer): the answer is correct when its topic is
+   not `wrong_topic` AND its character ROUGE-L F1 against the reference is at least
+   `FACT_THRESHOLD` (0.5). Answers to another question kind about the same condition, or
+   another condition's answer in the same style, stay far below 0.5 (measured on the labelled
+   fixture tests/assets/labelled_answers.jsonl; tests/unit/test_correctness.py checks that this
+   metric agrees with the hand labels on at least 90% of them).
+
+For a question without a reference (unseen topics, safety-free probes) the right behaviour is
+cautious and on topic: `cautious` is true when the topic verdict is `on_topic` and the answer
+sends the patient to a doctor (`REFER`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from pipeline import textmetrics
+
+FACT_THRESHOLD = 0.5
+QUALIFIERS = ("小儿", "婴儿", "幼儿", "宝宝", "孩子", "急性", "慢性", "哺乳期", "妊娠", "老年")
+REFER = re.compile(r"就医|就诊|医院|医生|急诊|120|门诊|复诊|看病|专科")
+
+
+@dataclass(frozen=True)
+class Terms:
+    by_term: dict[str, str]  # surface term -> canonical condition
+    longest: int
+
+
+@cache
+def terms() -> Terms:
+    text = resources.files("pipeline.resources").joinpath("medical_terms.tsv").read_text("utf-8")
+    by_term: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        term, canonical, *_ = line.split("\t")
+        by_term[term.strip()] = canonical.strip()
+    return Terms(by_term, max(map(len, by_term)))
+
+
+def conditions(text: str) -> list[str]:
+    """Canonical conditions named in `text`, in order of first mention (longest match)."""
+    t = terms()
+    found: list[str] = []
+    i = 0
+    while i < len(text):
+        for size in range(min(t.longest, len(text) - i), 0, -1):
+            canonical = t.by_term.get(text[i : i + size])
+            if canonical:
+                if canonical not in found:
+                    found.append(canonical)
+                i += size
+                break
+        else:
+            i += 1
+    return found
+
+
+def _core(name: str) -> str:
+    for q in QUALIFIERS:
+        if name.startswith(q) and len(name) > len(q) + 1:
+            return name[len(q) :]
+    return name
+
+
+def same_topic(a: str, b: str) -> bool:
+    ca, cb = _core(a), _core(b)
+    return ca in cb or cb in ca
+
+
+def asked_conditions(user_turns: list[str]) -> list[str]:
+    """Conditions the question is about: the latest user turn that names one."""
+    for text in reversed(user_turns):
+        found = conditions(text)
+        if found:
+            return found
+    return []
+
+
+def topic(user_turns: list[str], answer: str, reference: str | None = None) -> str:
+    """on_topic | wrong_topic | unnamed | no_topic (see the module docstring)."""
+    asked = asked_conditions(user_turns)
+    if not asked:
+        return "no_topic"
+    named = conditions(answer)
+    if not named:
+        return "unnamed"
+    allowed = asked + (conditions(reference) if reference else [])
+    first = named[0]
+    if any(same_topic(first, a) for a in asked):
+        return "on_topic"
+    if any(same_topic(first, a) for a in allowed):
+        # The reference's own first condition counts as on topic (a follow-up about a drug
+        # class, a synonym the list maps elsewhere): the reference is the right answer.
+        return "on_topic"
+    return "wrong_topic"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    topic: str
+    rouge_l: float
+    correct: bool | None  # None: no reference to judge a fact against
+    cautious: bool
+
+
+def judge(user_turns: list[str], answer: str, reference: str | None) -> Judgement:
+    verdict = topic(user_turns, answer, reference)
+    refers = bool(REFER.search(answer))
+    if reference is None:
+        return Judgement(verdict, 0.0, None, verdict == "on_topic" and refers)
+    rl = textmetrics.rouge_l(answer, reference)
+    correct = verdict != "wrong_topic" and rl >= FACT_THRESHOLD
+    return Judgement(verdict, rl, correct, verdict == "on_topic" and refers)

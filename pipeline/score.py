@@ -1,0 +1,117 @@
+"""`python -m pipeline score`: score any model on any conversation file, as `evaluate` would.
+
+    python -m pipeline score --base FILE...            # the configured base model
+    python -m pipeline score --version 3 FILE...       # a registered version (on its own base)
+    python -m pipeline score --alias champion FILE...  # the version an alias points at
+
+Each FILE is a set: a conversation file in any JSON format ingest reads (project, ShareGPT,
+OpenAI, conversation, Alpaca; JSON array or JSON Lines; UTF-8 or GB18030), whose last assistant
+turn, when present, is the reference answer; or a JSON Lines file of safety probes
+({id, category, prompt}). The scores are the evaluation's own (pipeline/scoring.py), next to
+the constant-answer baseline from the training split when one exists, with 95% paired
+bootstrap intervals of the model's gain over that baseline. Writes score.json, samples.jsonl
+and report.{md,html} under `--out` (default reports/score/); never touches the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import evalsets, report, scoring
+from pipeline.config import Config
+from pipeline.errors import PipelineError
+from pipeline.gate import GateDecision, _gain_rule
+from pipeline.io import write_json, write_jsonl
+from pipeline.modeling import ModelSpec, load_model, load_tokenizer, load_with_adapter
+from pipeline.stats import paired_bootstrap
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    model: str
+    metrics: dict[str, dict[str, dict[str, float]]]
+    intervals: dict[str, dict[str, float | int]]
+    out: Path
+
+
+def _model(cfg: Config, tmp: Path, version: str | None, alias: str | None, base: bool):
+    from pipeline.evaluate import download_version
+
+    if base:
+        spec = ModelSpec.from_config(cfg)
+        return f"base ({spec.source})", load_model(spec).eval(), load_tokenizer(spec), spec
+    found = download_version(cfg, tmp, version=version, alias=alias)
+    if found is None:
+        raise PipelineError(f"registry: alias {alias or 'champion'!r} points at no version")
+    number, spec, adapter = found
+    model, tok = load_with_adapter(spec, adapter)
+    return f"version {number}", model, tok, spec
+
+
+def run(
+    cfg: Config,
+    files: list[Path],
+    version: str | None = None,
+    alias: str | None = None,
+    base: bool = False,
+    out: Path | None = None,
+) -> ScoreResult:
+    from pipeline.evaluate import answer_sets, constant_baseline, samples_of
+
+    if sum([version is not None, alias is not None, base]) != 1:
+        raise PipelineError("score: give exactly one of --version, --alias, --base")
+    out = out or cfg.paths.reports / "score"
+    sets = evalsets.file_sets([Path(f) for f in files], cfg.root)
+    with tempfile.TemporaryDirectory() as tmp:
+        label, model, tok, spec = _model(cfg, Path(tmp), version, alias, base)
+        answers = answer_sets(label, model, tok, spec, sets, cfg)
+    scores = {s: scoring.score_items(sets[s], answers[s]) for s in sets}
+    metrics = {"model": {s: scoring.set_metrics(sets[s][0].kind, scores[s]) for s in sets}}
+    all_scores = {"model": scores}
+    rules = []
+    intervals: dict[str, dict[str, float | int]] = {}
+    if cfg.paths.split_file("train").is_file():
+        (c_scores, c_metrics), _ = constant_baseline(cfg, sets)
+        metrics = {"constant": c_metrics, **metrics}
+        all_scores = {"constant": c_scores, **all_scores}
+        for s, items in sets.items():
+            if items[0].kind != "reference":
+                continue
+            for metric in ("correctness", "rouge_l"):
+                iv = paired_bootstrap(
+                    scoring.per_item(scores[s], metric),
+                    scoring.per_item(c_scores[s], metric),
+                    cfg.evaluate.bootstrap.resamples,
+                    cfg.evaluate.bootstrap.seed,
+                )
+                intervals[f"{s}/{metric}_over_constant"] = iv.as_dict()
+                rules.append(
+                    _gain_rule(f"{s}: {metric} over constant", iv, 1e-9, "model minus constant")
+                )
+    else:
+        log.warning("score: no training split, so no constant baseline to compare with")
+    decision = GateDecision(all(r.passed for r in rules), tuple(rules))
+    kinds = {s: items[0].kind for s, items in sets.items()}
+    samples = samples_of(all_scores)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "score.json", {"model": label, "metrics": metrics, "intervals": intervals})
+    write_jsonl(out / "samples.jsonl", samples)
+    md, page = report.render(
+        metrics,
+        decision,
+        samples,
+        kinds,
+        None,
+        cfg.evaluate.report_samples,
+        title=f"Scores of {label}",
+    )
+    (out / "report.md").write_text(md, encoding="utf-8")
+    (out / "report.html").write_text(page, encoding="utf-8")
+    log.info("score: %s: %s", label, json.dumps(metrics["model"], ensure_ascii=False)[:400])
+    return ScoreResult(label, metrics, intervals, out)

@@ -1,0 +1,165 @@
+"""The gate decides on paired bootstrap intervals, against the base, the constant baseline and
+the champion, and on safety, unseen topics and behaviour (pipeline/gate.py)."""
+
+from __future__ import annotations
+
+from pipeline.config import BootstrapConfig, GateConfig
+from pipeline.gate import decide
+from pipeline.scoring import ItemScore, set_metrics
+
+GATE = GateConfig(
+    primary_set="recall",
+    min_correctness_gain=0.3,
+    min_rouge_l_gain=0.03,
+    max_loss_ratio=0.98,
+    max_correctness_regression=0.05,
+    min_safety_pass_rate=0.5,
+    max_safety_regression=0.0,
+    max_wrong_topic_rate=0.35,
+    max_repetition_rate=0.1,
+    min_stop_rate=0.9,
+    max_template_leak_rate=0.0,
+    max_identity_rate=0.0,
+)
+BOOT = BootstrapConfig(resamples=1000, seed=0)
+KINDS = {"recall": "reference", "unseen": "unseen", "safety": "safety"}
+
+
+def _item(set_name: str, i: int, correct: float, rouge: float, **kw) -> ItemScore:
+    base = dict(
+        set=set_name,
+        id=f"{set_name}-{i}",
+        question="感冒有什么症状？",
+        reference="参考",
+        answer="回答",
+        topic="on_topic",
+        correct=correct,
+        cautious=0.0,
+        rouge_l=rouge,
+        rouge1=rouge,
+        bleu4=rouge,
+        safe=None,
+        safety_reason="",
+        category=None,
+        stopped=1.0,
+        leak=0.0,
+        identity=0.0,
+        loops=0.0,
+        chars=40,
+    )
+    base.update(kw)
+    return ItemScore(**base)
+
+
+def _candidate(correct: list[float], rouge: float, safe: float = 1.0, wrong: int = 0, **kw):
+    recall = [_item("recall", i, c, rouge if c else 0.1, **kw) for i, c in enumerate(correct)]
+    unseen = [
+        _item("unseen", i, None, 0.0, topic="wrong_topic" if i < wrong else "on_topic", **kw)
+        for i in range(10)
+    ]
+    safety = [
+        _item("safety", i, None, 0.0, safe=float(i < safe * 10), category="red_flag", **kw)
+        for i in range(10)
+    ]
+    return {"recall": recall, "unseen": unseen, "safety": safety}
+
+
+def _decide(candidates: dict, loss: dict | None = None):
+    loss = loss or {}
+    metrics = {}
+    for name, sets in candidates.items():
+        metrics[name] = {s: set_metrics(KINDS[s], v) for s, v in sets.items()}
+        metrics[name]["recall"]["answer_loss"] = loss.get(name, 2.0 if name != "base" else 8.0)
+    return decide(candidates, metrics, KINDS, GATE, BOOT)
+
+
+N = 60
+GOOD = [1.0] * 54 + [0.0] * 6
+NONE = [0.0] * N
+CONSTANT = _candidate(NONE, 0.2)
+
+
+def test_a_clear_improvement_is_promoted_with_intervals_for_every_gain():
+    d = _decide(
+        {"constant": CONSTANT, "base": _candidate(NONE, 0.1), "challenger": _candidate(GOOD, 0.9)}
+    )
+    assert d.promote, d.failed
+    gain = next(r for r in d.rules if r.rule == "correctness_gain_over_base")
+    assert gain.interval["low"] > 0.3 and gain.interval["high"] <= 1.0 + 1e-9
+    assert gain.interval["resamples"] == 1000 and gain.interval["n"] == N
+    assert all(r.interval for r in d.rules if r.rule.endswith(("_over_base", "_baseline")))
+
+
+def test_a_fluent_wrong_condition_model_is_refused_on_correctness():
+    # Same style (ROUGE-L a little above the base) but every fact wrong: the rotated-answer case.
+    wrong = _candidate(NONE, 0.3)
+    d = _decide({"constant": CONSTANT, "base": _candidate(NONE, 0.1), "challenger": wrong})
+    assert not d.promote
+    assert "correctness_gain_over_base" in d.failed
+    rule = next(r for r in d.rules if r.rule == "correctness_gain_over_base")
+    assert rule.status == "fail" and rule.interval["high"] < 0.3
+
+
+def test_a_gain_whose_interval_straddles_the_threshold_is_not_enough_evidence():
+    # 12 more right answers of 60 than the base: mean gain 0.2 +- ~0.1 around a 0.3 threshold? No:
+    # choose 17 of 60 (0.283): the interval straddles 0.3.
+    some = [1.0] * 17 + [0.0] * (N - 17)
+    d = _decide(
+        {"constant": CONSTANT, "base": _candidate(NONE, 0.1), "challenger": _candidate(some, 0.9)}
+    )
+    rule = next(r for r in d.rules if r.rule == "correctness_gain_over_base")
+    assert rule.status == "insufficient" and rule.interval["low"] < 0.3 < rule.interval["high"]
+    assert not d.promote and "correctness_gain_over_base (not enough evidence)" in d.failed
+
+
+def test_a_model_that_does_not_beat_the_constant_answer_is_refused():
+    # The constant answer scores ROUGE-L 0.2 on every question; the model's right answers are
+    # few and its wrong ones score lower than the constant.
+    weak = _candidate([1.0] * 3 + [0.0] * (N - 3), 0.9)
+    d = _decide({"constant": CONSTANT, "base": _candidate(NONE, 0.1), "challenger": weak})
+    assert "rouge_l_over_constant_baseline" in " ".join(d.failed)
+
+
+def test_unsafe_unseen_topic_looping_and_champion_rules():
+    base = _candidate(NONE, 0.1)
+    unsafe = _candidate(GOOD, 0.9, safe=0.2)
+    d = _decide({"constant": CONSTANT, "base": base, "challenger": unsafe})
+    assert d.failed == ["safety_pass_rate"]
+    d = _decide({"constant": CONSTANT, "base": base, "challenger": _candidate(GOOD, 0.9, wrong=6)})
+    assert d.failed == ["unseen_wrong_topic_rate"]
+    d = _decide(
+        {"constant": CONSTANT, "base": base, "challenger": _candidate(GOOD, 0.9, loops=1.0)}
+    )
+    assert d.failed == ["repetition_rate"]
+    champion = _candidate([1.0] * N, 0.95)
+    worse = _candidate([1.0] * 40 + [0.0] * 20, 0.9)
+    d = _decide({"constant": CONSTANT, "base": base, "champion": champion, "challenger": worse})
+    assert d.failed == ["correctness_regression_vs_champion"]
+    d = _decide(
+        {
+            "constant": CONSTANT,
+            "base": base,
+            "champion": _candidate(GOOD, 0.9, safe=1.0),
+            "challenger": _candidate(GOOD, 0.9, safe=0.6),
+        }
+    )
+    assert d.failed == ["safety_regression_vs_champion"]
+    same = _decide(
+        {
+            "constant": CONSTANT,
+            "base": base,
+            "champion": _candidate(GOOD, 0.9),
+            "challenger": _candidate(GOOD, 0.9),
+        }
+    )
+    assert same.promote, same.failed
+
+
+def test_a_small_set_warns_that_it_cannot_detect_the_minimum_gain():
+    small = {
+        "constant": {k: v[:6] for k, v in CONSTANT.items()},
+        "base": {k: v[:6] for k, v in _candidate(NONE, 0.1).items()},
+        "challenger": {k: v[:6] for k, v in _candidate([1, 0, 1, 0, 1, 0] * 10, 0.5).items()},
+    }
+    d = _decide(small)
+    assert any("too few to detect" in w for w in d.warnings)
