@@ -246,3 +246,50 @@ def test_verdicts_and_answer_scores_in_mlflow_genai_evaluation(tmp_path, monkeyp
             [answer_scorer("broken", broken)],
             "broken",
         )
+
+
+@pytest.mark.slow
+def test_the_projects_own_serve_as_a_stand_in_judge(tmp_path, monkeypatch):
+    """Its verdicts are nonsense (a tiny model trained on medical answers); what is tested is
+    that each raw verdict is exactly the served model's answer to the judge's prompt, parsed
+    and combined like any other."""
+    import httpx
+
+    from pipeline import base, evaluate, ingest, preprocess, register, split, train, validate
+    from pipeline.config import load_config
+    from pipeline.judge import combine, parse_verdict, prompt
+    from tests.conftest import REPO, TINY_OVERRIDES, make_project, read_rows
+    from tests.e2e.test_pipeline import PERMISSIVE_GATE
+    from tests.e2e.test_serve import Server, _expected
+
+    overrides = {**TINY_OVERRIDES, **PERMISSIVE_GATE, "evaluate.max_samples": 2}
+    overrides |= {"serve.reload_interval_s": 0.5, "serve.max_prompt_tokens": 4000}
+    rows = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:80]
+    root = make_project(tmp_path / "p", rows, overrides)
+    monkeypatch.chdir(root)
+    cfg = load_config(root / "params.yaml")
+    for stage in (ingest, validate, split, base, preprocess, train, evaluate, register):
+        stage.run(cfg)
+
+    server = Server(root, tmp_path / "serve.log")
+    try:
+        server.wait_for(
+            lambda: httpx.get(f"{server.url}/health", timeout=5).status_code == 200, "version 1"
+        )
+        result = judge_pairwise(config(f"{server.url}/v1", max_tokens=8), ITEMS[:2])
+    finally:
+        server.stop()
+    assert len(result.items) == 2
+    for judged in result.items:
+        q, ref, challenger, champion = judged.item
+        shown = {
+            "challenger_first": (challenger, champion),
+            "champion_first": (champion, challenger),
+        }
+        for v in judged.verdicts:
+            expected = _expected(cfg.register_.model_name, "1", prompt(q, ref, *shown[v.order]), 8)
+            assert v.raw == expected.text
+            assert v.parsed == parse_verdict(v.raw)
+        assert judged.outcome == combine(*(v.for_challenger for v in judged.verdicts))
+    print(f"\nserve as a judge: {result.counts()}; raw: {result.items[0].verdicts[0].raw!r}")
+    assert server.logs().count("POST /v1/chat/completions 200") == 4
