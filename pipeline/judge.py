@@ -13,7 +13,7 @@ loss) only when both orders agree; orders that disagree (position bias: a judge 
 says "A") make a tie, counted as `inconsistent` too; a missing verdict in either order makes the
 item `no_verdict`. Every raw reply is kept.
 
-MLflow 3 (checked offline on 3.17.2, see the report of issue 10 item 7):
+MLflow 3 (checked offline on 3.17.2, against a loopback server):
 - `mlflow.genai.evaluate(data=records, scorers=[...])` with no `predict_fn` runs on precomputed
   outputs with code-based `@scorer`s against a sqlite store, offline, inside the active run: one
   trace per record, assessments per scorer, `<name>/mean` metrics, the run's Traces/Evaluations
