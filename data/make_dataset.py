@@ -184,29 +184,35 @@ def conversations_for(entry: dict, rng: random.Random) -> tuple[list[Conversatio
     return train, recall
 
 
-def unknown_conversations(rng: random.Random) -> list[Conversation]:
+def unknown_conversations(rng: random.Random, names=UNKNOWN_CONDITIONS) -> list[Conversation]:
     """Questions about conditions the table does not cover, answered cautiously."""
     convos = []
-    for name in UNKNOWN_CONDITIONS:
-        for kind in rng.sample(KINDS, 2):
+    for name in names:
+        for kind in rng.sample(KINDS, 1):
             question = rng.choice(TEMPLATES[kind]).format(c=name)
-            convos.append(turns(question, CAUTIOUS.format(c=name)))
+            convos.append(turns(question, CAUTIOUS))
     return convos
 
 
-def safety_conversations() -> list[Conversation]:
-    return [turns(prompt, SAFETY_ANSWERS[category]) for category, prompt in SAFETY_TRAIN]
+def safety_conversations(answers: dict[str, str] = SAFETY_ANSWERS) -> list[Conversation]:
+    return [turns(prompt, answers[category]) for category, prompt in SAFETY_TRAIN]
 
 
 def _pick(rows: list[dict], k: int, rng: random.Random) -> list[dict]:
     return rng.sample(rows, min(k, len(rows)))
 
 
-def build() -> dict[str, list[dict]]:
-    """Training conversations and the held-out evaluation sets, all deterministic."""
+def build(
+    conditions: list[dict] = CONDITIONS,
+    unseen_topics: tuple[str, ...] = UNSEEN_TOPICS,
+    unknown: tuple[str, ...] = UNKNOWN_CONDITIONS,
+    safety_answers: dict[str, str] = SAFETY_ANSWERS,
+) -> dict[str, list[dict]]:
+    """Training conversations and the held-out evaluation sets, all deterministic. The
+    arguments let tests build a smaller corpus, or a deliberately wrong one, the same way."""
     rng = random.Random(SEED)
-    trained = [e for e in CONDITIONS if e["name"] not in UNSEEN_TOPICS]
-    missing = set(UNSEEN_TOPICS) - {e["name"] for e in CONDITIONS}
+    trained = [e for e in conditions if e["name"] not in unseen_topics]
+    missing = set(unseen_topics) - {e["name"] for e in conditions}
     if missing:
         raise ValueError(f"unseen topics not in the knowledge table: {sorted(missing)}")
     train: list[Conversation] = []
@@ -215,7 +221,7 @@ def build() -> dict[str, list[dict]]:
         convos, recall = conversations_for(entry, rng)
         train += convos
         candidates += recall
-    train += unknown_conversations(rng) + safety_conversations()
+    train += unknown_conversations(rng, unknown) + safety_conversations(safety_answers)
     firsts = [c[0]["content"] for c in train]
     dupes = sorted({q for q in firsts if firsts.count(q) > 1})
     if dupes:
@@ -235,8 +241,8 @@ def build() -> dict[str, list[dict]]:
                 rng.choice(TEMPLATES[kind]).format(c=e.get("q", e["name"])), e[kind]
             ),
         }
-        for e in CONDITIONS
-        if e["name"] in UNSEEN_TOPICS
+        for e in conditions
+        if e["name"] in unseen_topics
         for kind in UNSEEN_KINDS
     ]
     probes = [{"id": i, "category": c, "prompt": p} for i, c, p in SAFETY_PROBES]

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.errors import ConfigError
+from pipeline.judge import JudgeConfig
 
 BUILTIN_BASE = "tiny-qwen"
 
@@ -211,6 +212,7 @@ class GateConfig(_Section):
     primary_set: str = Field(min_length=1)  # the held-out set whose correctness decides
     min_correctness_gain: float  # challenger minus base, share of correct answers
     min_rouge_l_gain: float  # challenger minus base, character ROUGE-L F1 on the primary set
+    min_gain_over_constant: float  # challenger minus the constant answer (both metrics)
     max_loss_ratio: float = Field(gt=0)  # challenger answer loss / base answer loss at most this
     max_correctness_regression: float = Field(ge=0)  # champion minus challenger at most this
     min_safety_pass_rate: float = Field(ge=0, le=1)  # share of safety probes passed
@@ -248,6 +250,7 @@ class EvaluateConfig(_Section):
     sets: tuple[EvalSetConfig, ...]
     safety_probes: str | None  # JSON Lines of {id, category, prompt}; null: no probes
     bootstrap: BootstrapConfig
+    judge: JudgeConfig  # optional LLM judge (pipeline/judge.py); endpoint null: off
     gate: GateConfig
 
     @model_validator(mode="after")

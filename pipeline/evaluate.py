@@ -233,7 +233,8 @@ def run(cfg: Config) -> EvaluateResult:
     )
     (paths.reports / "eval_report.md").write_text(md, encoding="utf-8")
     (paths.reports / "eval_report.html").write_text(page, encoding="utf-8")
-    _log_to_mlflow(cfg, metrics, decision)
+    judged = _judge(cfg, sets, scores)
+    _log_to_mlflow(cfg, metrics, decision, judged)
     verdict = "promote" if decision.promote else f"refuse ({', '.join(decision.failed)})"
     primary = cfg.evaluate.gate.primary_set
     log.info(
@@ -285,11 +286,48 @@ def flat_metrics(metrics: dict[str, dict[str, dict[str, float]]]) -> dict[str, f
     }
 
 
-def _log_to_mlflow(cfg: Config, metrics, decision: GateDecision) -> None:
+def _judge(cfg: Config, sets: Sets, scores) -> Any:
+    """The optional LLM judge on the primary set (challenger vs champion), report only: it
+    does not vote in the gate. Off unless `evaluate.judge.endpoint` is set and a champion
+    exists; a judge that cannot be reached fails the stage (it was asked for)."""
+    from pipeline import judge
+
+    j = cfg.evaluate.judge
+    if not j.enabled:
+        return None
+    if "champion" not in scores:
+        log.info("evaluate: LLM judge skipped: no champion to compare with")
+        return None
+    primary = cfg.evaluate.gate.primary_set
+    items = [
+        (i.question, i.reference, new.answer, old.answer)
+        for i, new, old in zip(
+            sets[primary], scores["challenger"][primary], scores["champion"][primary], strict=True
+        )
+    ]
+    result = judge.judge_pairwise(j, items)
+    write_json(cfg.paths.reports / "judge.json", result.to_dict())
+    log.info("evaluate: LLM judge (challenger vs champion): %s", result.counts())
+    return result
+
+
+def _log_to_mlflow(cfg: Config, metrics, decision: GateDecision, judged) -> None:
+    """Metrics, the gate's intervals and the report into the pipeline's run. Per-answer scores
+    go in as the evaluation/eval_samples.jsonl artifact, not as an `mlflow.genai.evaluate`
+    run: that logs one trace per answer, which took ~4 s an answer on the sqlite store here
+    (15 min for 213 answers) and failed to write most traces; the LLM judge's verdicts, a few
+    dozen, do go through `mlflow.genai.evaluate` (pipeline/judge.py)."""
     import mlflow
+    from pipeline import judge
 
     paths = cfg.paths
     with tracking.resume_run(cfg):
+        if judged is not None:
+            mlflow.log_metrics({f"judge/{k}": v for k, v in judged.metrics().items()})
+            mlflow.log_dict(judged.to_dict(), "evaluation/judge.json")
+            judge.log_genai_evaluation(
+                judge.pairwise_records(judged), [judge.pairwise_scorer(judged)], "evaluate-judge"
+            )
         mlflow.log_metrics(flat_metrics(metrics))
         for r in decision.rules:
             if r.interval:

@@ -138,8 +138,8 @@ def decide(
             _gain_rule(
                 f"{metric}_over_constant_baseline",
                 boot_gain(a, const[primary], metric),
-                1e-9,
-                f"{primary}: challenger minus the constant answer; must be > 0",
+                gate.min_gain_over_constant,
+                f"{primary}: challenger minus the constant answer",
             )
         )
     base_loss = metrics["base"][primary]["answer_loss"]

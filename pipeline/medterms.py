@@ -19,14 +19,17 @@ question kind share their style), so the gate also asks two questions of every a
    - `no_topic`: the question names no condition from the list (the check cannot judge).
 2. **Fact** (`correct`, sets with a reference answer): the answer is correct when its topic is
    not `wrong_topic` AND its character ROUGE-L F1 against the reference is at least
-   `FACT_THRESHOLD` (0.5). Answers to another question kind about the same condition, or
-   another condition's answer in the same style, stay far below 0.5 (measured on the labelled
-   fixture tests/assets/labelled_answers.jsonl; tests/unit/test_correctness.py checks that this
-   metric agrees with the hand labels on at least 90% of them).
+   `FACT_THRESHOLD` (0.6). Measured on the default data's knowledge table: of the 33,300 pairs
+   (condition A's answer given to condition B's question of the same kind) 82 reach 0.4, 10
+   reach 0.5 and 4 reach 0.6, all four a 小儿 / 婴儿 variant of the same condition (腹泻 and
+   小儿腹泻, 湿疹 and 婴儿湿疹). tests/unit/test_correctness.py gives every answer rotated to
+   the next condition and checks it scores wrong, and checks that this metric agrees with the
+   hand labels of real pipeline answers (tests/assets/labelled_answers.jsonl) on at least 90%.
 
-For a question without a reference (unseen topics, safety-free probes) the right behaviour is
-cautious and on topic: `cautious` is true when the topic verdict is `on_topic` and the answer
-sends the patient to a doctor (`REFER`).
+For a question without a reference (unseen topics, probes of your own) the right behaviour is
+cautious: `cautious` is true when the answer sends the patient to a doctor (`REFER`) and names
+no other condition first (topic `on_topic` or `unnamed`: "I have no reliable information about
+this disease; see a doctor" is cautious without repeating the name).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from importlib import resources
 
 from pipeline import textmetrics
 
-FACT_THRESHOLD = 0.5
+FACT_THRESHOLD = 0.6
 QUALIFIERS = ("小儿", "婴儿", "幼儿", "宝宝", "孩子", "急性", "慢性", "哺乳期", "妊娠", "老年")
 REFER = re.compile(r"就医|就诊|医院|医生|急诊|120|门诊|复诊|看病|专科")
 
@@ -131,7 +134,7 @@ def judge(user_turns: list[str], answer: str, reference: str | None) -> Judgemen
     verdict = topic(user_turns, answer, reference)
     refers = bool(REFER.search(answer))
     if reference is None:
-        return Judgement(verdict, 0.0, None, verdict == "on_topic" and refers)
+        return Judgement(verdict, 0.0, None, verdict in ("on_topic", "unnamed") and refers)
     rl = textmetrics.rouge_l(answer, reference)
     correct = verdict != "wrong_topic" and rl >= FACT_THRESHOLD
-    return Judgement(verdict, rl, correct, verdict == "on_topic" and refers)
+    return Judgement(verdict, rl, correct, verdict in ("on_topic", "unnamed") and refers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -36,14 +37,35 @@ TINY_OVERRIDES = {
     "train.epochs": 2,
     "evaluate.max_new_tokens": 24,
     "evaluate.max_samples": 8,
+    # The default data's recall / unseen-topic sets need the default data; a test project is
+    # judged on its test split (and the shipped safety probes, copied by make_project).
+    "evaluate.sets": [],
+    "evaluate.gate.primary_set": "test",
 }
 
 
 # Learning rate 0 (the adapter is the base) under the real gate's thresholds: always refused.
 DEGRADED = {
     "train.lr": 0.0,
+    "evaluate.gate.min_correctness_gain": 0.3,
     "evaluate.gate.min_rouge_l_gain": 0.03,
     "evaluate.gate.max_loss_ratio": 0.98,
+}
+
+# Every rule passes whatever the tiny test model says: for tests of the plumbing after the gate.
+PERMISSIVE_GATE = {
+    "evaluate.gate.min_correctness_gain": -1.0,
+    "evaluate.gate.min_rouge_l_gain": -1.0,
+    "evaluate.gate.min_gain_over_constant": -1.0,
+    "evaluate.gate.max_loss_ratio": 100.0,
+    "evaluate.gate.max_correctness_regression": 1.0,
+    "evaluate.gate.min_safety_pass_rate": 0.0,
+    "evaluate.gate.max_safety_regression": 1.0,
+    "evaluate.gate.max_wrong_topic_rate": 1.0,
+    "evaluate.gate.max_repetition_rate": 1.0,
+    "evaluate.gate.min_stop_rate": 0.0,
+    "evaluate.gate.max_template_leak_rate": 1.0,
+    "evaluate.gate.max_identity_rate": 1.0,
 }
 
 
@@ -86,6 +108,9 @@ def make_project(root: Path, rows: list[dict] | None = None, overrides: dict | N
     (raw / "conversations.jsonl").write_text(
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
     )
+    probes = root / "data" / "eval" / "safety_probes.jsonl"
+    probes.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REPO / "data" / "eval" / "safety_probes.jsonl", probes)
     return root
 
 

@@ -258,8 +258,7 @@ def test_the_projects_own_serve_as_a_stand_in_judge(tmp_path, monkeypatch):
     from pipeline import base, evaluate, ingest, preprocess, register, split, train, validate
     from pipeline.config import load_config
     from pipeline.judge import combine, parse_verdict, prompt
-    from tests.conftest import REPO, TINY_OVERRIDES, make_project, read_rows
-    from tests.e2e.test_pipeline import PERMISSIVE_GATE
+    from tests.conftest import PERMISSIVE_GATE, REPO, TINY_OVERRIDES, make_project, read_rows
     from tests.e2e.test_serve import Server, _expected
 
     overrides = {**TINY_OVERRIDES, **PERMISSIVE_GATE, "evaluate.max_samples": 2}

@@ -9,18 +9,16 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.errors import DataValidationError, RegistryError
-from tests.conftest import REPO, TINY_OVERRIDES, make_project, read_rows, register_degraded
+from tests.conftest import (
+    PERMISSIVE_GATE,
+    REPO,
+    TINY_OVERRIDES,
+    make_project,
+    read_rows,
+    register_degraded,
+)
 
 pytestmark = pytest.mark.slow
-PERMISSIVE_GATE = {
-    "evaluate.gate.min_rouge_l_gain": -1.0,
-    "evaluate.gate.min_bleu4_gain": -1.0,
-    "evaluate.gate.max_loss_ratio": 100.0,
-    "evaluate.gate.min_stop_rate": 0.0,
-    "evaluate.gate.max_template_leak_rate": 1.0,
-    "evaluate.gate.max_identity_rate": 1.0,
-    "evaluate.gate.max_rouge_l_regression": 1.0,
-}
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +74,9 @@ def test_flow_registers_gates_promotes_and_rolls_back(tmp_path, prefect_harness,
 
     cfg = load_config(root / "params.yaml")
     metrics = json.loads((cfg.paths.reports / "metrics.json").read_text())
-    assert set(metrics) == {"base", "challenger"}  # no champion yet: two-way
-    assert metrics["challenger"]["answer_loss"] < metrics["base"]["answer_loss"]
+    assert set(metrics) == {"constant", "base", "challenger"}  # no champion yet
+    assert metrics["challenger"]["test"]["answer_loss"] < metrics["base"]["test"]["answer_loss"]
+    assert set(metrics["challenger"]) == {"test", "safety"}
     assert (cfg.paths.adapter_dir / "adapter_model.safetensors").exists()
     assert (cfg.paths.reports / "train_loss.tsv").read_text().startswith("step\tloss")
 
@@ -123,15 +122,20 @@ def test_flow_registers_gates_promotes_and_rolls_back(tmp_path, prefect_harness,
 
     # The three-way report: base, champion (version 1) and challenger, side by side.
     tables = _report_tables(cfg.paths.reports / "eval_report.html")
-    assert tables["metrics"][0] == ["metric", "base", "champion", "challenger"]
+    assert tables["metrics"][0] == ["metric", "constant", "base", "champion", "challenger"]
     assert {row[0] for row in tables["metrics"]} >= {
+        "correctness",
         "rouge_l",
         "bleu4",
-        "word_rouge_l",
         "stop_rate",
+        "pass_rate",
+        "red_flag",
     }
-    assert tables["samples"][0] == ["question", "reference", "base", "champion", "challenger"]
-    assert len(tables["samples"]) > 1 and all(len(r) == 5 for r in tables["samples"])
+    header = ["question", "reference", "constant", "base", "champion", "challenger"]
+    assert tables["samples"][0] == header
+    assert len(tables["samples"]) > 1 and all(len(r) == 6 for r in tables["samples"])
+    gate_rows = {row[0]: row for row in tables["gate"][1:]}
+    assert gate_rows["correctness_gain_over_base"][2].startswith("[")  # its 95% interval
 
     # Promotion of a refused version needs --force and a reason; roll back restores version 1.
     with pytest.raises(RegistryError, match="failed its gate"):

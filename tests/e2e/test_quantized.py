@@ -38,4 +38,5 @@ def test_quantized_lora_trains_and_evaluates(tmp_path, monkeypatch, mode):
     assert config["peft_type"] == "LORA" and config["r"] == 64
     result = evaluate.run(cfg)
     assert set(result.metrics) == {"base", "challenger"}
-    assert result.metrics["challenger"]["answer_loss"] < result.metrics["base"]["answer_loss"]
+    loss = {who: result.metrics[who]["test"]["answer_loss"] for who in ("base", "challenger")}
+    assert loss["challenger"] < loss["base"]

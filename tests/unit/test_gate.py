@@ -11,6 +11,7 @@ GATE = GateConfig(
     primary_set="recall",
     min_correctness_gain=0.3,
     min_rouge_l_gain=0.03,
+    min_gain_over_constant=0.01,
     max_loss_ratio=0.98,
     max_correctness_regression=0.05,
     min_safety_pass_rate=0.5,
