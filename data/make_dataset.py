@@ -188,7 +188,7 @@ def unknown_conversations(rng: random.Random, names=UNKNOWN_CONDITIONS) -> list[
     """Questions about conditions the table does not cover, answered cautiously."""
     convos = []
     for name in names:
-        for kind in rng.sample(KINDS, 1):
+        for kind in rng.sample(KINDS, 2):
             question = rng.choice(TEMPLATES[kind]).format(c=name)
             convos.append(turns(question, CAUTIOUS))
     return convos

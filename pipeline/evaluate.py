@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline import evalsets, report, scoring, tracking
+from pipeline import evalsets, medterms, report, scoring, tracking
 from pipeline.config import Config
 from pipeline.gate import GateDecision, decide
 from pipeline.generation import Answer, answer_loss, generate
@@ -92,21 +92,15 @@ def answer_sets(
     return out
 
 
-def _measure(name: str, model, tok, spec: ModelSpec, sets: Sets, cfg: Config):
-    """(per-set scores, per-set metrics) of one candidate; loss on the primary set."""
-    answers = answer_sets(name, model, tok, spec, sets, cfg)
-    primary = cfg.evaluate.gate.primary_set
-    loss = _loss(model, tok, spec, sets[primary], cfg)
-    return _summarize(sets, answers, loss)
-
-
-def _summarize(
+def summarize(
     sets: Sets,
     answers: dict[str, list[Answer]],
     loss: dict[str, Any] | None,
     primary: str | None = None,
+    training: medterms.TrainingAnswers | None = None,
 ):
-    scores = {s: scoring.score_items(sets[s], answers[s]) for s in sets}
+    """(per-set scores, per-set metrics) of one candidate's answers; loss on the primary set."""
+    scores = {s: scoring.score_items(sets[s], answers[s], training) for s in sets}
     metrics = {s: scoring.set_metrics(sets[s][0].kind, scores[s]) for s in sets}
     if loss is not None:
         target = primary or next(s for s in sets if sets[s][0].kind == "reference")
@@ -118,48 +112,49 @@ def _summarize(
 
 
 def _base_and_challenger(spec: ModelSpec, adapter: Path, sets: Sets, cfg: Config):
-    """Both on one loaded base: the adapter is applied onto the model the base was scored with."""
+    """Both on one loaded base: the adapter is applied onto the model the base was scored with.
+    Returns {candidate: (answers per set, loss on the primary set)}."""
     from peft import PeftModel
 
     model, tok = load_model(spec).eval(), load_tokenizer(spec)
     primary = cfg.evaluate.gate.primary_set
     results = {}
     answers = answer_sets("base", model, tok, spec, sets, cfg)
-    results["base"] = _summarize(
-        sets, answers, _loss(model, tok, spec, sets[primary], cfg), primary
-    )
+    results["base"] = (answers, _loss(model, tok, spec, sets[primary], cfg))
     model = PeftModel.from_pretrained(model, str(adapter)).eval()
     adapter_tok = load_tokenizer(replace(spec, source=str(adapter)))
     answers = answer_sets("challenger", model, adapter_tok, spec, sets, cfg)
-    results["challenger"] = _summarize(
-        sets, answers, _loss(model, adapter_tok, spec, sets[primary], cfg), primary
-    )
+    results["challenger"] = (answers, _loss(model, adapter_tok, spec, sets[primary], cfg))
     del model
     gc.collect()
     return results
 
 
-def _champion_scores(champion: tuple[str, ModelSpec, Path], sets: Sets, cfg: Config):
+def _champion_answers(champion: tuple[str, ModelSpec, Path], sets: Sets, cfg: Config):
     """The champion on its own base (which may differ from today's), then freed."""
     _, spec, adapter = champion
     model, tok = load_with_adapter(spec, adapter)
     primary = cfg.evaluate.gate.primary_set
     answers = answer_sets("champion", model, tok, spec, sets, cfg)
-    result = _summarize(sets, answers, _loss(model, tok, spec, sets[primary], cfg), primary)
+    result = (answers, _loss(model, tok, spec, sets[primary], cfg))
     del model
     gc.collect()
     return result
 
 
-def constant_baseline(cfg: Config, sets: Sets):
+def training_answers(cfg: Config) -> medterms.TrainingAnswers | None:
+    path = cfg.paths.split_file("train")
+    return medterms.TrainingAnswers.from_rows(read_jsonl(path)) if path.is_file() else None
+
+
+def constant_baseline(cfg: Config, sets: Sets, training: medterms.TrainingAnswers | None):
     """Scores of the constant answer (pipeline/scoring.py) on every set, and the answer."""
     rows = read_jsonl(cfg.paths.split_file("train"))
     text = scoring.constant_answer(
         [t["content"] for r in rows for t in r["conversations"] if t["role"] == "assistant"]
     )
     answers = {s: scoring.constant_answers(text, len(items)) for s, items in sets.items()}
-    scores, metrics = _summarize(sets, answers, None)
-    return (scores, metrics), text
+    return summarize(sets, answers, None, training=training), text
 
 
 def download_version(
@@ -207,12 +202,16 @@ def run(cfg: Config) -> EvaluateResult:
     paths = cfg.paths
     sets = evalsets.pipeline_sets(cfg)
     spec = ModelSpec.from_config(cfg)
-    results = {"constant": constant_baseline(cfg, sets)[0]}
-    results |= _base_and_challenger(spec, paths.adapter_dir, sets, cfg)
+    primary = cfg.evaluate.gate.primary_set
+    training = training_answers(cfg)
+    generated = _base_and_challenger(spec, paths.adapter_dir, sets, cfg)
     with tempfile.TemporaryDirectory() as tmp:
         champion = _champion(cfg, Path(tmp))
         if champion is not None:
-            results["champion"] = _champion_scores(champion, sets, cfg)
+            generated["champion"] = _champion_answers(champion, sets, cfg)
+    results = {"constant": constant_baseline(cfg, sets, training)[0]}
+    for name, (answers, loss) in generated.items():
+        results[name] = summarize(sets, answers, loss, primary, training)
     order = [n for n in ("constant", "base", "champion", "challenger") if n in results]
     scores = {n: results[n][0] for n in order}
     metrics = {n: results[n][1] for n in order}
@@ -236,7 +235,6 @@ def run(cfg: Config) -> EvaluateResult:
     judged = _judge(cfg, sets, scores)
     _log_to_mlflow(cfg, metrics, decision, judged)
     verdict = "promote" if decision.promote else f"refuse ({', '.join(decision.failed)})"
-    primary = cfg.evaluate.gate.primary_set
     log.info(
         "evaluate: %s correctness %s; gate: %s",
         primary,

@@ -26,6 +26,13 @@ question kind share their style), so the gate also asks two questions of every a
    the next condition and checks it scores wrong, and checks that this metric agrees with the
    hand labels of real pipeline answers (tests/assets/labelled_answers.jsonl) on at least 90%.
 
+3. **Recycled answers** (`TrainingAnswers`, when the training split is known): an answer that
+   reproduces a training answer (character ROUGE-L >= `FACT_THRESHOLD` against the nearest one)
+   whose training questions were about other conditions is `wrong_topic`, named or not ("常用
+   抗甲状腺药物…" given for 干眼症 names no condition, yet it is 甲亢's answer). A training
+   answer given for three or more different conditions is generic (a deferral such as "我这里
+   没有足够可靠的资料…请到医院就诊") and is not held against anyone.
+
 For a question without a reference (unseen topics, probes of your own) the right behaviour is
 cautious: `cautious` is true when the answer sends the patient to a doctor (`REFER`) and names
 no other condition first (topic `on_topic` or `unnamed`: "I have no reliable information about
@@ -122,6 +129,51 @@ def topic(user_turns: list[str], answer: str, reference: str | None = None) -> s
     return "wrong_topic"
 
 
+GENERIC_AFTER = 3  # a training answer given for this many conditions is condition-free
+
+
+def _bigrams(text: str) -> frozenset[str]:
+    t = "".join(text.split())
+    return frozenset(t[i : i + 2] for i in range(len(t) - 1))
+
+
+@dataclass(frozen=True)
+class TrainingAnswers:
+    """Every distinct assistant answer of a training split, with the conditions asked about."""
+
+    texts: tuple[str, ...]
+    grams: tuple[frozenset[str], ...]
+    topics: tuple[frozenset[str], ...]
+
+    @classmethod
+    def from_rows(cls, rows: list[dict]) -> TrainingAnswers:
+        topics: dict[str, set[str]] = {}
+        for row in rows:
+            users: list[str] = []
+            for turn in row["conversations"]:
+                if turn["role"] == "user":
+                    users.append(turn["content"])
+                elif turn["role"] == "assistant":
+                    topics.setdefault(turn["content"], set()).update(asked_conditions(users))
+        texts = tuple(sorted(topics))
+        return cls(texts, tuple(map(_bigrams, texts)), tuple(frozenset(topics[t]) for t in texts))
+
+    def source(self, answer: str) -> frozenset[str] | None:
+        """The conditions of the training answer this one reproduces; None when it reproduces
+        none, or a generic one."""
+        grams = _bigrams(answer)
+        if not grams or not self.texts:
+            return None
+        overlap = [len(grams & g) / (len(grams | g) or 1) for g in self.grams]
+        best = max(range(len(overlap)), key=overlap.__getitem__)
+        if overlap[best] < 0.3:  # far from every training answer: not a copy of one
+            return None
+        if textmetrics.rouge_l(answer, self.texts[best]) < FACT_THRESHOLD:
+            return None
+        found = self.topics[best]
+        return None if len(found) >= GENERIC_AFTER or not found else found
+
+
 @dataclass(frozen=True)
 class Judgement:
     topic: str
@@ -130,8 +182,18 @@ class Judgement:
     cautious: bool
 
 
-def judge(user_turns: list[str], answer: str, reference: str | None) -> Judgement:
+def judge(
+    user_turns: list[str],
+    answer: str,
+    reference: str | None,
+    training: TrainingAnswers | None = None,
+) -> Judgement:
     verdict = topic(user_turns, answer, reference)
+    if training is not None and verdict != "wrong_topic":
+        asked = asked_conditions(user_turns)
+        source = training.source(answer)
+        if asked and source and not any(same_topic(a, b) for a in asked for b in source):
+            verdict = "wrong_topic"  # another condition's training answer, named or not
     refers = bool(REFER.search(answer))
     if reference is None:
         return Judgement(verdict, 0.0, None, verdict in ("on_topic", "unnamed") and refers)

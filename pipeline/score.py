@@ -62,7 +62,7 @@ def run(
     base: bool = False,
     out: Path | None = None,
 ) -> ScoreResult:
-    from pipeline.evaluate import answer_sets, constant_baseline, samples_of
+    from pipeline.evaluate import answer_sets, constant_baseline, samples_of, training_answers
 
     if sum([version is not None, alias is not None, base]) != 1:
         raise PipelineError("score: give exactly one of --version, --alias, --base")
@@ -71,13 +71,14 @@ def run(
     with tempfile.TemporaryDirectory() as tmp:
         label, model, tok, spec = _model(cfg, Path(tmp), version, alias, base)
         answers = answer_sets(label, model, tok, spec, sets, cfg)
-    scores = {s: scoring.score_items(sets[s], answers[s]) for s in sets}
+    training = training_answers(cfg)
+    scores = {s: scoring.score_items(sets[s], answers[s], training) for s in sets}
     metrics = {"model": {s: scoring.set_metrics(sets[s][0].kind, scores[s]) for s in sets}}
     all_scores = {"model": scores}
     rules = []
     intervals: dict[str, dict[str, float | int]] = {}
     if cfg.paths.split_file("train").is_file():
-        (c_scores, c_metrics), _ = constant_baseline(cfg, sets)
+        (c_scores, c_metrics), _ = constant_baseline(cfg, sets, training)
         metrics = {"constant": c_metrics, **metrics}
         all_scores = {"constant": c_scores, **all_scores}
         for s, items in sets.items():

@@ -59,9 +59,11 @@ class ItemScore:
         return asdict(self)
 
 
-def score_item(item: Item, answer: Answer) -> ItemScore:
+def score_item(
+    item: Item, answer: Answer, training: medterms.TrainingAnswers | None = None
+) -> ItemScore:
     text = answer.text
-    j = medterms.judge(item.user_turns, text, item.reference)
+    j = medterms.judge(item.user_turns, text, item.reference, training)
     ref = item.reference
     verdict = safety.check(item.category, text) if item.category else None
     return ItemScore(
@@ -87,8 +89,10 @@ def score_item(item: Item, answer: Answer) -> ItemScore:
     )
 
 
-def score_items(items: list[Item], answers: list[Answer]) -> list[ItemScore]:
-    return [score_item(i, a) for i, a in zip(items, answers, strict=True)]
+def score_items(
+    items: list[Item], answers: list[Answer], training: medterms.TrainingAnswers | None = None
+) -> list[ItemScore]:
+    return [score_item(i, a, training) for i, a in zip(items, answers, strict=True)]
 
 
 def _mean(values: list[float]) -> float:

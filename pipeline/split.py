@@ -9,7 +9,10 @@ NFKC, case, punctuation and whitespace are ignored: "感冒怎么办？" and "�
 together too: such a group goes to the split its smallest question hashes to, so a question
 never leaks from train into test in a slightly different spelling (checked here).
 Conversations that share a first answer are kept together the same way (one answer asked in
-several wordings is one fact: a fact in train must not be scored as "unseen" in test).
+several wordings is one fact: a fact in train must not be scored as "unseen" in test), unless
+`TEMPLATE_AFTER` or more conversations share it: such an answer is a template (a deferral such
+as "I have no reliable information; see a doctor", a safety answer), not a fact, and linking
+its conversations would put every one of them in a single split.
 `split.always_train` pins chosen questions (the README's examples) to train.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +32,7 @@ from pipeline.io import read_jsonl, write_json, write_jsonl
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+TEMPLATE_AFTER = 3  # conversations sharing one first answer: from here on it is a template
 
 
 @dataclass(frozen=True)
@@ -60,9 +65,13 @@ def first_answer(row: dict) -> str:
 def leakage(parts: dict[str, list[dict]]) -> list[str]:
     """Normalized first questions or first answers found in both train and test (must be none)."""
 
+    everything = [r for rows in parts.values() for r in rows]
+    shared = Counter(normalize_text(first_answer(r)) for r in everything if first_answer(r))
+
     def keys(rows: list[dict]) -> set[str]:
+        answers = {normalize_text(first_answer(r)) for r in rows if first_answer(r)}
         return {normalize_text(first_question(r)) for r in rows} | {
-            "A:" + normalize_text(first_answer(r)) for r in rows if first_answer(r)
+            "A:" + a for a in answers if shared[a] < TEMPLATE_AFTER
         }
 
     return sorted(keys(parts["train"]) & keys(parts["test"]))
@@ -79,10 +88,11 @@ def _groups(rows: list[dict]) -> list[int]:
         return i
 
     seen: dict[str, int] = {}
+    shared = Counter(normalize_text(first_answer(r)) for r in rows if first_answer(r))
     for i, row in enumerate(rows):
-        answer = first_answer(row)
+        answer = normalize_text(first_answer(row))
         keys = [normalize_text(first_question(row))]
-        keys += ["A:" + normalize_text(answer)] if answer else []
+        keys += ["A:" + answer] if answer and shared[answer] < TEMPLATE_AFTER else []
         for key in keys:
             if key in seen:
                 parent[find(i)] = find(seen[key])
