@@ -304,3 +304,25 @@ def test_lineage_file_digests_match_sha256sum(project):
     assert json.loads(tags["tokenizer_sha256"]) == {
         "tokenizer.json": hashlib.sha256(files[paths.adapter_dir / "tokenizer.json"]).hexdigest()
     }
+
+
+# --- 3. a Python without the project's dependencies never runs a stage -------------------------
+
+
+def test_an_interpreter_without_the_dependencies_stops_with_one_line(monkeypatch, capsys):
+    from pipeline import environment
+
+    assert environment.missing_requirements() == []  # this venv: the project's own
+    monkeypatch.setattr(environment, "_requirements", lambda: ["pandas>=99", "nosuchpkg"])
+    assert environment.missing_requirements()[1] == "nosuchpkg"
+    assert environment.missing_requirements()[0].startswith("pandas>=99 (")
+    monkeypatch.setattr(environment, "_project_python", lambda: None)
+    with pytest.raises(SystemExit) as exit_:
+        environment.require_project_interpreter(["ingest"])
+    assert exit_.value.code == 7
+    assert "make run" in _one_error_line(capsys.readouterr().err)
+    # A re-run that still lacks them stops too, instead of handing over again.
+    monkeypatch.setattr(environment, "_project_python", lambda: pytest.fail("handed over twice"))
+    monkeypatch.setenv(environment.REEXEC_FLAG, "1")
+    with pytest.raises(SystemExit):
+        environment.require_project_interpreter(["ingest"])
