@@ -100,6 +100,41 @@ def test_export_never_deletes_a_folder_it_did_not_write(project, tmp_path):
     assert (out / "KEEP_ME.txt").exists()
 
 
+def test_export_overwrites_its_own_earlier_export(project, tmp_path, monkeypatch):
+    """The whole of export.run with the registry and the model faked: a second export into
+    the first one's folder needs --overwrite and then replaces it."""
+    import mlflow
+    from pipeline.modeling import ModelSpec
+
+    class Saved:
+        def __init__(self, name: str):
+            self.name = name
+
+        def merge_and_unload(self):
+            return self
+
+        def save_pretrained(self, target, **kwargs):
+            (Path(target) / self.name).write_text("weights")
+
+    def download(artifact_uri, dst_path):
+        (Path(dst_path) / "artifacts").mkdir()
+        return dst_path
+
+    monkeypatch.setattr(export, "_require_version", lambda cfg, version: None)
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", download)
+    monkeypatch.setattr(ModelSpec, "load", staticmethod(lambda d: ModelSpec.from_config(cfg)))
+    monkeypatch.setattr(export, "load_with_adapter", lambda s, a: (Saved("m"), Saved("t")))
+    cfg = load_config(project / "params.yaml")
+    out = tmp_path / "exported"
+    export.run(cfg, "1", out)
+    assert sorted(p.name for p in out.iterdir()) == [export.MARKER, "m", "t"]
+    assert json.loads((out / export.MARKER).read_text())["model"].endswith("/1")
+    with pytest.raises(ConfigError, match="--overwrite"):
+        export.run(cfg, "2", out)
+    export.run(cfg, "2", out, overwrite=True)
+    assert json.loads((out / export.MARKER).read_text())["model"].endswith("/2")
+
+
 # --- 9. every CLI error is one line with its own exit code -------------------------------------
 
 
