@@ -74,6 +74,8 @@ def atomic_dir(path: Path, marker: str | None = None) -> Iterator[Path]:
         why = f"it is not empty and holds no {marker} (it was not written by this command)"
     if why:
         raise ConfigError(f"{path}: refusing to replace this folder: {why}")
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path}: exists and is not a folder; expected a folder to replace")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
@@ -81,9 +83,6 @@ def atomic_dir(path: Path, marker: str | None = None) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if path.exists() and not path.is_dir():
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ConfigError(f"{path}: exists and is not a folder; expected a folder to replace")
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import checks, config, export, ingest, validate
+from pipeline import checks, export, ingest, model_source, validate
 from pipeline.config import SourceConfig, load_config
 from pipeline.errors import ConfigError, IngestError
 from pipeline.io import atomic_dir
@@ -284,7 +284,7 @@ def test_an_uncached_hub_id_offline_fails_at_once_and_a_cached_one_loads(
 ):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(config, "_reachable", lambda *a: pytest.fail("probed while offline"))
+    monkeypatch.setattr(model_source, "_reachable", lambda *a: pytest.fail("probed while offline"))
     started = time.monotonic()
     with pytest.raises(ConfigError, match=r"model\.base 'nosuch-org/nosuch-model'.*HF_HUB_OFFLINE"):
         _base(project, "nosuch-org/nosuch-model")
@@ -300,7 +300,7 @@ def test_an_unreachable_hub_is_probed_for_about_a_second(project, tmp_path, monk
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr(config.socket, "create_connection", lambda *a, **k: time.sleep(10))
+    monkeypatch.setattr(model_source.socket, "create_connection", lambda *a, **k: time.sleep(10))
     started = time.monotonic()
     with pytest.raises(ConfigError, match=r"model\.base 'org/model'.*cannot be reached"):
         _base(project, "org/model")
