@@ -6,30 +6,58 @@
     python -m pipeline chat "感冒有什么症状？"
     python -m pipeline serve [--host 127.0.0.1] [--port 8000] [--alias champion]
     python -m pipeline registry {list,promote,rollback,lineage} [VERSION]
-    python -m pipeline export VERSION --out DIR
+    python -m pipeline export VERSION --out DIR [--overwrite]
     python -m pipeline score (--version N | --alias A | --base) FILE... [--out DIR]
 
 `serve` puts the champion behind an OpenAI-compatible HTTP API (/v1/chat/completions) and
 follows the alias without a restart.
 
 `-p/--params` picks the params file and `-S key=value` overrides one value (YAML-parsed), as
-in `dvc exp run -S`. Typed pipeline errors print as one line and exit non-zero.
+in `dvc exp run -S`. Every error prints as one line (`error: ...`) and exits with its code.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import logging
-import os
 import sys
-from pathlib import Path
 
-import yaml
+from pipeline.environment import require_project_interpreter
 
-from pipeline import STAGES
-from pipeline.config import load_config
-from pipeline.errors import ConfigError, DataValidationError, PipelineError
+# Before any third-party import: dvc may have started us with a Python that lacks them.
+require_project_interpreter(sys.argv[1:])
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import yaml  # noqa: E402
+
+from pipeline import STAGES  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
+from pipeline.errors import (  # noqa: E402
+    ConfigError,
+    DataValidationError,
+    IngestError,
+    ModelLoadError,
+    PipelineError,
+    RegistryError,
+    SetupError,
+)
+
+INTERNAL, INTERRUPTED = 70, 130
+EXIT_CODES = {
+    0: "success",
+    PipelineError.exit_code: "pipeline error (e.g. a refused gate)",
+    ConfigError.exit_code: "bad params, override or argument",
+    DataValidationError.exit_code: "data validation failed",
+    ModelLoadError.exit_code: "a model, tokenizer or adapter could not be loaded",
+    RegistryError.exit_code: "MLflow registry / tracking error (unknown version, store error)",
+    IngestError.exit_code: "a source file cannot be read",
+    SetupError.exit_code: "this Python lacks the project's dependencies",
+    INTERNAL: "unexpected internal error (PIPELINE_TRACEBACK=1 shows the traceback)",
+    INTERRUPTED: "interrupted (Ctrl-C)",
+}
 
 OFFLINE_DEFAULTS = {
     "GX_ANALYTICS_ENABLED": "false",
@@ -41,7 +69,13 @@ OFFLINE_DEFAULTS = {
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.split("\n")[0])
+    codes = "\n".join(f"  {code:>3}  {what}" for code, what in EXIT_CODES.items())
+    p = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description=__doc__.split("\n")[0],
+        epilog=f"exit codes:\n{codes}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument(
         "-p", "--params", default="params.yaml", help="params file (default: %(default)s)"
     )
@@ -81,6 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("version")
     export.add_argument("--out", type=Path, required=True)
     export.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    export.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier export in --out (only one)"
+    )
     return p
 
 
@@ -151,7 +188,7 @@ def _dispatch(args: argparse.Namespace) -> None:
     elif args.command == "export":
         from pipeline import export
 
-        print(export.run(cfg, args.version, args.out, args.dtype))
+        print(export.run(cfg, args.version, args.out, args.dtype, args.overwrite))
     elif args.command == "score":
         from pipeline import score
 
@@ -174,9 +211,29 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
         _dispatch(args)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(exc.exit_code) from None
+    except Exception as exc:  # noqa: BLE001 - every error leaves as one line and its code
+        code, text = _one_line(exc)
+        if code == INTERNAL and os.environ.get("PIPELINE_TRACEBACK"):
+            raise
+        print(f"error: {text}", file=sys.stderr)
+        raise SystemExit(code) from None
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        raise SystemExit(INTERRUPTED) from None
+
+
+def _one_line(exc: Exception) -> tuple[int, str]:
+    """Exit code and message of an error. Typed errors keep theirs (a validation report may
+    follow on further lines); MLflow's errors are registry errors; anything else is a bug."""
+    if isinstance(exc, PipelineError):
+        return exc.exit_code, str(exc)
+    mlflow_errors = sys.modules.get("mlflow.exceptions")
+    if mlflow_errors and isinstance(exc, mlflow_errors.MlflowException):
+        first = (exc.message if hasattr(exc, "message") else str(exc)).strip().splitlines()
+        return RegistryError.exit_code, f"MLflow: {first[0] if first else type(exc).__name__}"
+    first = str(exc).strip().splitlines()
+    detail = f": {first[0]}" if first else ""
+    return INTERNAL, f"unexpected {type(exc).__name__}{detail} (PIPELINE_TRACEBACK=1 shows where)"
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ personal data, mojibake, control characters, duplicate keys and a token estimate
 Each detector runs as compiled regular expressions over a pandas Series of message texts. A
 cheap combined pattern selects the few suspicious messages first, so 100k conversations cost
 one regex pass, not five.
+
+Personal data never reaches a DVC output: `ingest` replaces it with typed placeholders
+(`redact_pii`) before writing anything, keeping only a masked description of what it replaced.
 """
 
 from __future__ import annotations
@@ -11,9 +14,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+from pipeline.config import PII_RULES  # also the order in which they are replaced
+
+if TYPE_CHECKING:  # pandas and numpy load only where used: `ingest` imports this module
+    import pandas as pd
 
 # --- personal data ---------------------------------------------------------------------------
 
@@ -97,8 +103,28 @@ DETECTORS: dict[str, Callable[[str], str | None]] = {
 }
 
 
+PII_SUSPICIOUS = re.compile(r"[0-9]{11}|@")  # a text without this holds none of them
+
+
+def redact_pii(text: str) -> tuple[str, dict[str, str]]:
+    """`text` with every resident ID (valid check digit), mainland mobile number and e-mail
+    address replaced by its placeholder, and rule -> masked description of the first hit."""
+    if not PII_SUSPICIOUS.search(text):
+        return text, {}
+    found = {}
+    for rule in PII_RULES:
+        described = DETECTORS[rule](text)
+        if described:
+            found[rule] = described
+            text = redact(text, rule)
+    return text, found
+
+
 def detect(texts: pd.Series) -> dict[str, pd.Series]:
     """rule -> Series aligned with `texts`: a masked description of the first hit, or None."""
+    import numpy as np
+    import pandas as pd
+
     hit = texts.str.contains(SUSPICIOUS, regex=True).to_numpy(dtype=bool)
     positions = np.flatnonzero(hit)
     suspicious = [texts.iat[i] for i in positions]
@@ -148,6 +174,8 @@ DEFAULT_SYSTEM_TOKENS = 20
 def estimate_tokens(chars, messages, has_system, chars_per_token: float):
     """Tokens of a conversation (scalars or numpy arrays): ceil(characters / chars_per_token)
     + scaffolding per message + the default system prompt when there is none."""
+    import numpy as np
+
     body = np.ceil(np.asarray(chars) / chars_per_token).astype(np.int64)
     system = np.where(has_system, 0, DEFAULT_SYSTEM_TOKENS)
     return body + TOKENS_PER_MESSAGE * np.asarray(messages) + system

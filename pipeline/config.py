@@ -380,9 +380,14 @@ def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def load_config(
-    path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None
+    path: str | Path = "params.yaml",
+    overrides: dict[str, Any] | None = None,
+    *,
+    check_base: bool = True,
 ) -> Config:
-    """Read params.yaml, apply dotted overrides (`{"train.lr": 1e-4}`), validate, freeze."""
+    """Read params.yaml, apply dotted overrides (`{"train.lr": 1e-4}`), validate, freeze.
+    `check_base`: also check that `model.base` can be loaded here (pipeline/model_source.py);
+    False only to check a config document for another machine (e.g. a GPU profile)."""
     path = Path(path).resolve()
     try:
         tree = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -395,9 +400,14 @@ def load_config(
     for dotted, value in (overrides or {}).items():
         _set_path(tree, dotted, value)
     try:
-        return Config.model_validate({**tree, "root": path.parent})
+        cfg = Config.model_validate({**tree, "root": path.parent})
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"{path}: {problems}") from None
+    if check_base and not cfg.uses_builtin_base:
+        from pipeline.model_source import check_model_base
+
+        check_model_base(cfg.model.base, cfg.model.revision, cfg.root)
+    return cfg

@@ -36,3 +36,9 @@ class IngestError(PipelineError):
     the configured columns, a JSON array that does not parse. Names the file and position."""
 
     exit_code = 6
+
+
+class SetupError(PipelineError):
+    """The running Python lacks the project's dependencies (see pipeline/environment.py)."""
+
+    exit_code = 7

@@ -19,7 +19,13 @@ Every output row keeps `source` (the source id), `file` (relative to the project
 `line` (the line where the record starts; CSV rows count the header as line 1). A record that
 cannot become a conversation (malformed JSON, missing or extra keys, a non-string content) is
 not dropped: it goes to rejected.jsonl with its rule and reason, and `validate` applies that
-rule's policy. Records read = rows + rejected, per file, checked here.
+rule's policy. Records read = rows + rejected, per file, checked here. A file without a single
+record (0 bytes, whitespace, `[]`, a CSV header alone) is an IngestError.
+
+Personal data (resident ID numbers with a valid check digit, mainland mobile numbers, e-mail
+addresses) is replaced by typed placeholders here, before anything is written: in the turns, the
+record's own id and a rejected record's `raw` text, so no DVC output or cache ever holds it.
+A row keeps a masked note of what was replaced (`pii`), and validate applies the pii_* policies.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline import checks
 from pipeline.config import Config, SourceConfig
 from pipeline.errors import IngestError, PipelineError
 from pipeline.io import atomic_dir, write_json, write_jsonl
@@ -272,11 +279,20 @@ def _json_array(text: str, shown: str) -> Iterator[tuple[int, str, Any]]:
         pos = skip(end)
         if pos < len(text) and text[pos] == ",":
             pos = skip(pos + 1)
+            if pos < len(text) and text[pos] == "]":
+                line += text.count("\n", counted, pos)
+                raise IngestError(
+                    f"{shown}:{line}: trailing comma before ']' (not JSON: remove the comma)"
+                )
         elif pos >= len(text) or text[pos] != "]":
             line += text.count("\n", counted, pos)
             raise IngestError(f"{shown}:{line}: expected ',' or ']' between array elements")
     if pos >= len(text):
         raise IngestError(f"{shown}: JSON array is not closed with ']'")
+    rest = skip(pos + 1)
+    if rest < len(text):
+        line = text.count("\n", 0, rest) + 1
+        raise IngestError(f"{shown}:{line}: text after the closing ']' of the JSON array")
 
 
 def _table_records(text: str, src: SourceConfig, shown: str) -> Iterator[tuple[int, str, Any]]:
@@ -314,12 +330,32 @@ def _table_records(text: str, src: SourceConfig, shown: str) -> Iterator[tuple[i
         yield lineno, raw, Turns(turns)
 
 
+def _scrub(text: str) -> str:
+    return checks.redact_pii(text)[0]
+
+
+def _redacted(turns: list[dict[str, str]]) -> tuple[list[dict[str, str]], list[dict]]:
+    """Turns with personal data replaced by placeholders, and what was replaced (masked):
+    [{"message": n, "rule": ..., "found": ...}] for validate to apply the rule's policy to."""
+    out, pii = [], []
+    for n, turn in enumerate(turns, 1):
+        content, found = checks.redact_pii(turn["content"])
+        out.append({"role": _scrub(turn["role"]), "content": content})
+        pii += [{"message": n, "rule": rule, "found": what} for rule, what in found.items()]
+    return out, pii
+
+
 def read_file(path: Path, src: SourceConfig, shown: str) -> FileResult:
     """One file of a source: normalized rows and rejected records, each with file and line."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise IngestError(f"{shown}: cannot read ({exc.strerror})") from None
+    if not data.strip():
+        raise IngestError(
+            f"{shown}: empty file ({len(data)} bytes{', whitespace only' if data else ''}); a "
+            "source file must hold at least one record (remove it or fix the export)"
+        )
     text, encoding = decode(data, src.encoding, shown)
     table = src.format in ("csv", "tsv")
     records = _table_records(text, src, shown) if table else _json_records(text, shown)
@@ -334,13 +370,24 @@ def read_file(path: Path, src: SourceConfig, shown: str) -> FileResult:
             turns, record_id = (obj, None) if isinstance(obj, Turns) else normalize(obj, src.format)
         except Problem as problem:
             rejected.append(
-                {**where, "rule": problem.rule, "reason": problem.reason, "raw": raw[:RAW_SHOWN]}
+                {
+                    **where,
+                    "rule": problem.rule,
+                    "reason": _scrub(problem.reason),
+                    "raw": _scrub(raw)[:RAW_SHOWN],  # scrubbed first: never half a number
+                }
             )
             continue
-        row = {"id": conversation_id(turns), **where, "conversations": list(turns)}
+        turns, pii = _redacted(turns)
+        row = {"id": conversation_id(turns), **where, "conversations": turns}
         if record_id is not None:
-            row["record_id"] = record_id
+            row["record_id"] = _scrub(record_id)
+        if pii:
+            row["pii"] = pii
         rows.append(row)
+    if read == 0:
+        what = "a header and no rows" if table else "no records (an empty JSON array)"
+        raise IngestError(f"{shown}: holds {what}; a source file must hold at least one record")
     if read != len(rows) + len(rejected):  # every record is a row or a rejected one
         raise PipelineError(f"{shown}: {read} records read, {len(rows) + len(rejected)} kept")
     return FileResult(shown, encoding, rows, rejected)

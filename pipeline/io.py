@@ -11,6 +11,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import ConfigError
+
+# The checkout this package runs from, and files that only a project folder holds: a folder
+# holding one of them is never replaced.
+CHECKOUT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ("params.yaml", "dvc.yaml", ".git", ".dvc", "pyproject.toml")
+
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Rows of a JSON Lines file written by this pipeline (trusted: validated upstream)."""
@@ -36,9 +43,39 @@ def write_json(path: Path, obj: Any) -> None:
     _atomic_text(path, json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
 
 
+def why_protected(path: Path) -> str | None:
+    """Why replacing `path` could destroy what the pipeline did not make (None: it cannot)."""
+    target = path.resolve()
+    if target == Path(target.anchor):
+        return "it is the filesystem root"
+    if target == Path.home().resolve():
+        return "it is the home directory"
+    if target == Path.cwd().resolve() or target in Path.cwd().resolve().parents:
+        return "it is the current directory or a folder above it"
+    if target == CHECKOUT or target in CHECKOUT.parents:
+        return "it holds this project's code"
+    for name in PROJECT_FILES:
+        if (target / name).exists():
+            return f"it holds {name}: a project folder, not an output"
+    return None
+
+
 @contextlib.contextmanager
-def atomic_dir(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling directory that replaces `path` only if the block succeeds."""
+def atomic_dir(path: Path, marker: str | None = None) -> Iterator[Path]:
+    """Yield a temporary sibling directory that replaces `path` only if the block succeeds.
+
+    Never replaces the filesystem root, the home directory, the current directory or a folder
+    above it, nor a project folder. With `marker`, an existing non-empty `path` is replaced only
+    if it holds that file (written by an earlier run of the same command): a folder the user
+    named (`export --out`) is never emptied unless the pipeline made it.
+    """
+    why = why_protected(path)
+    if why is None and marker and is_non_empty(path) and not (path / marker).is_file():
+        why = f"it is not empty and holds no {marker} (it was not written by this command)"
+    if why:
+        raise ConfigError(f"{path}: refusing to replace this folder: {why}")
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path}: exists and is not a folder; expected a folder to replace")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
@@ -49,3 +86,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)
+
+
+def is_non_empty(path: Path) -> bool:
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))

@@ -41,16 +41,18 @@ LIBRARIES = (
 )
 
 
-def _sha256(*paths: Path) -> str:
+def _sha256(path: Path) -> str:
+    """The file's plain SHA-256: what `sha256sum FILE` prints."""
     digest = hashlib.sha256()
-    for path in paths:
-        for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
-            if f.is_file():
-                digest.update(
-                    f.relative_to(path if path.is_dir() else f.parent).as_posix().encode()
-                )
-                digest.update(f.read_bytes())
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()
+
+
+def _files_sha256(*paths: Path) -> str:
+    """JSON {file name: plain SHA-256} of existing files, each checkable with `sha256sum`."""
+    return json.dumps({p.name: _sha256(p) for p in paths if p.is_file()}, sort_keys=True)
 
 
 def data_sha256(cfg: Config) -> str:
@@ -79,6 +81,7 @@ def lineage(cfg: Config) -> dict[str, str]:
         "data_sha256": data_sha256(cfg),
         "train_split_sha256": _sha256(paths.split_file("train")),
         "adapter_sha256": _sha256(paths.adapter_dir / "adapter_model.safetensors"),
+        "adapter_files_sha256": _files_sha256(*sorted(paths.adapter_dir.iterdir())),
         "params_sha256": hashlib.sha256(
             json.dumps(cfg.model_dump(mode="json", by_alias=True), sort_keys=True).encode()
         ).hexdigest(),
@@ -86,7 +89,7 @@ def lineage(cfg: Config) -> dict[str, str]:
         "base_revision": cfg.model.revision
         if not cfg.uses_builtin_base
         else "built:" + _sha256(paths.base_dir / "model.safetensors")[:16],
-        "tokenizer_sha256": _sha256(*[f for f in tok_files if f.exists()]),
+        "tokenizer_sha256": _files_sha256(*tok_files),
         "libraries": ", ".join(f"{n}=={dist_version(n)}" for n in LIBRARIES),
     }
     tags |= {f"dvc_md5.{p}": md5 for p, md5 in tracking.dvc_lock_hashes(cfg.root).items()}

@@ -19,8 +19,11 @@ rule shows in the GX Data Docs.
 
 Policies (`validate.policies`): `fail` stops the stage; `quarantine` moves the conversation to
 data/quarantine/conversations.jsonl with rule, reason and file:line; `redact` (personal data
-only) replaces the match with a typed placeholder ([身份证号], [手机号], [邮箱]); `warn` only
-reports. The stage fails when the quarantined share exceeds `validate.max_quarantine_fraction`
+only) keeps it with a typed placeholder ([身份证号], [手机号], [邮箱]) in place of the match;
+`warn` only reports. Personal data itself never reaches a DVC output whatever the policy:
+`ingest` already wrote the placeholders (and a masked note per hit, which these rules read), so
+a quarantined or warned conversation holds the placeholders too. The stage fails when the
+quarantined share exceeds `validate.max_quarantine_fraction`
 (default 0.0: anything quarantined fails). Conversations in = kept + quarantined, checked.
 
 Token lengths: the embedded tiny base's tokenizer does not exist yet when validate runs (it is
@@ -258,6 +261,12 @@ def flatten(rows: list[dict[str, Any]], tokens: list[int] | None, chars_per_toke
         )
     for rule, found in checks.detect(df["text"]).items():
         df[rule] = found
+    # Personal data that ingest already replaced by placeholders: its masked notes.
+    for conv, row in enumerate(rows):
+        for note in row.get("pii", ()):
+            at = first_of_conv[conv] + note["message"] - 1
+            if pd.isna(df.at[at, note["rule"]]):
+                df.at[at, note["rule"]] = note["found"]
     return df.drop(columns="text")
 
 

@@ -53,7 +53,9 @@ def test_tiny_base_builds_loads_and_learns(tmp_path, project):
 
 
 def test_external_base_is_only_referenced(project):
-    cfg = load_config(project / "params.yaml", {"model.base": "Qwen/Qwen2.5-7B-Instruct"})
+    cfg = load_config(  # not downloadable here: only the reference is under test
+        project / "params.yaml", {"model.base": "Qwen/Qwen2.5-7B-Instruct"}, check_base=False
+    )
     result = base.run(cfg)
     assert not result.built
     assert [p.name for p in cfg.paths.base_dir.iterdir()] == ["reference.json"]
