@@ -1,7 +1,7 @@
 """The real train stage on a GPU: Hugging Face default vs the pipeline's fastest configuration,
 side by side (tokens/s, peak GPU memory, MFU), on a Qwen2.5-7B-shaped 4-bit base at 2,048 tokens.
 
-    python benchmarks/gpu_train_stage.py [--steps 6] [--json FILE] [--compile] [--no-evaluate]
+    python benchmarks/gpu_train_stage.py [--steps 5] [--json FILE] [--compile] [--no-evaluate]
     python benchmarks/gpu_train_stage.py --smoke      # the same code paths, CPU-sized, any machine
 
 One run, in a temporary project (nothing in this checkout changes):
@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import random
 import shutil
@@ -213,6 +214,9 @@ def run(args) -> dict:
             if code == 0:
                 report = json.loads((tmp / "reports/train.json").read_text())
                 entry |= _summarise(report, results["model"]["parameters"], args.peak_tflops)
+                train = results["preprocess"]["train"]
+                batches = math.ceil(train["conversations"] / overrides["train.batch_size"])
+                entry["mean_tokens_per_micro_batch"] = round(train["tokens"] / batches)
             else:
                 entry["log"] = _tail(log)
             results["runs"][name] = entry
@@ -250,7 +254,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="CPU-sized shape; runs without CUDA")
     p.add_argument("--shape", default="qwen2.5-7b", choices=["qwen2.5-7b", "qwen2.5-0.5b"])
     p.add_argument("--seq", type=int, help="max tokens per conversation (default 2048; smoke 256)")
-    p.add_argument("--steps", type=int, help="optimizer steps per variant (default 6; smoke 2)")
+    p.add_argument("--steps", type=int, help="optimizer steps per variant (default 5; smoke 2)")
     p.add_argument("--batch", type=int, default=4, help="hf_default micro-batch (conversations)")
     p.add_argument("--accum", type=int, default=4, help="hf_default gradient accumulation")
     p.add_argument("--fast-batch", type=int, default=8, help="fastest micro-batch (conversations)")
@@ -274,7 +278,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
         raise SystemExit(2)
     args.seq = args.seq or (256 if args.smoke else 2048)
-    args.steps = args.steps or (2 if args.smoke else 6)
+    args.steps = args.steps or (2 if args.smoke else 5)
     if args.json is None:
         device = "smoke" if args.smoke else torch.cuda.get_device_name().split()[-1].lower()
         name = f"gpu_train_stage_{device}_{date.today().isoformat()}.json"
