@@ -33,6 +33,8 @@ PINS=(
   gitdb==4.0.12 smmap==5.0.3 importlib-metadata==9.1.0 opentelemetry-api==1.45.2
   opentelemetry-proto==1.45.2 opentelemetry-sdk==1.45.2 opentelemetry-semantic-conventions==0.66b2
   python-dotenv==1.2.4 fastapi==0.165.0 starlette==1.10.0 uvicorn==0.54.0
+  # transformers checks regex's version at import (>= 2025.10.22); the image's may be older
+  regex==2026.11.19
 )
 "$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
   --implementation cp "${PLATFORMS[@]}" -d "$DEST" "${PINS[@]}"

@@ -33,5 +33,7 @@ def test_smoke_trains_every_variant_through_the_stage(tmp_path):
         assert run["steps"] == 2 and run["steady_tokens_per_second"] > 0
         assert run["mfu"] > 0
     assert runs["fastest"]["overrides"]["train.packing"] is True
+    if result["device"] != "cpu":  # on CUDA: the stage measured its peak GPU memory
+        assert all(run["peak_gpu_mib"] > 0 for run in runs.values())
     assert result["speedup_fastest_vs_hf_default"] > 0
     assert not list((REPO / "benchmarks" / "results").glob("*smoke*"))  # --json was honoured

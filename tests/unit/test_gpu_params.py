@@ -209,3 +209,12 @@ def test_benchmark_variants_differ_only_in_speed_settings(monkeypatch):
     assert runs["fastest_accelerate"][1][-2:] == ["--num_processes", "1"]
     for overrides, _ in runs.values():  # every key is a real param
         load_config(REPO / "params.yaml", overrides)
+
+
+def test_useful_tokens_skip_padding_and_count_packed_rows():
+    import torch
+
+    mask = torch.tensor([[1] * 5, [1, 1, 0, 0, 0]])
+    padded = {"input_ids": torch.zeros(2, 5), "attention_mask": mask}
+    assert int(speed.useful_tokens(padded)) == 7
+    assert speed.useful_tokens({"input_ids": torch.zeros(1, 9), "position_ids": None}) == 9
