@@ -218,3 +218,27 @@ def test_useful_tokens_skip_padding_and_count_packed_rows():
     padded = {"input_ids": torch.zeros(2, 5), "attention_mask": mask}
     assert int(speed.useful_tokens(padded)) == 7
     assert speed.useful_tokens({"input_ids": torch.zeros(1, 9), "position_ids": None}) == 9
+
+
+def test_run_tags_on_a_machine_without_git_and_with_mlflow_skinny(monkeypatch):
+    """A bare GPU image: no git binary, the MLflow client installed as mlflow-skinny."""
+    import importlib.metadata
+    import subprocess
+
+    from pipeline import tracking
+
+    real = importlib.metadata.version
+
+    def version(dist):
+        if dist == "mlflow":
+            raise importlib.metadata.PackageNotFoundError(dist)
+        return "3.17.2" if dist == "mlflow-skinny" else real(dist)
+
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    monkeypatch.setattr(subprocess, "run", no_git)
+    tags = tracking.run_tags(load_config(REPO / "params.yaml"))
+    assert tags["git_commit"] == "unknown"
+    assert "mlflow==3.17.2" in tags["libraries"]
