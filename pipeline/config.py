@@ -184,6 +184,16 @@ class QuantConfig(_Section):
     compute_dtype: Literal["float32", "bfloat16", "float16"]
 
 
+class SpeedConfig(_Section):
+    """GPU speed-ups of the train stage, resolved for the machine by pipeline/speed.py (a
+    missing package is a ConfigError there; a CUDA-only option falls back on a CPU)."""
+
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2", "flex_attention"]
+    liger_kernel: bool  # Liger's Triton kernels: fused linear cross-entropy, RMSNorm, RoPE, SwiGLU
+    torch_compile: bool
+    auto_batch_size: bool  # halve the micro-batch on out-of-memory (Trainer auto_find_batch_size)
+
+
 class TrainConfig(_Section):
     epochs: float = Field(gt=0)
     lr: float = Field(ge=0)
@@ -199,6 +209,7 @@ class TrainConfig(_Section):
     packing: bool  # flatten each batch into one row; position_ids keep conversations apart
     lora: LoraConfig
     quantization: QuantConfig
+    speed: SpeedConfig
 
 
 class GateConfig(_Section):

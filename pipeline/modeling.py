@@ -196,13 +196,22 @@ def bnb_config(spec: ModelSpec) -> Any | None:
     return None
 
 
-def load_model(spec: ModelSpec, *, quantize: bool = True) -> PreTrainedModel:
-    """The base model on this machine's device, quantized as the spec says (safetensors only)."""
+def load_model(
+    spec: ModelSpec, *, quantize: bool = True, attn_implementation: str | None = None
+) -> PreTrainedModel:
+    """The base model on this machine's device, quantized as the spec says (safetensors only).
+
+    `attn_implementation` (training only: `train.speed`, resolved by pipeline/speed.py) picks
+    the attention kernel; None leaves transformers' choice (SDPA where it can). It is not part
+    of the spec: evaluation and serving load with the default.
+    """
     from transformers import AutoModelForCausalLM
 
     model_type(spec)  # refuses remote-code models without trust_remote_code
     quant = bnb_config(spec) if quantize else None
     kwargs = _hub_kwargs(spec)
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
     if quant is not None:
         kwargs["quantization_config"] = quant
         if not sharded_weights():
@@ -215,7 +224,14 @@ def load_model(spec: ModelSpec, *, quantize: bool = True) -> PreTrainedModel:
         raise ModelLoadError(f"model {spec.source!r}: {exc}") from None
     if quant is None and not sharded_weights():
         model.to(device())
-    log.info("loaded %s (%s, %s) on %s", spec.source, spec.quantization, spec.dtype, device())
+    log.info(
+        "loaded %s (%s, %s, %s attention) on %s",
+        spec.source,
+        spec.quantization,
+        spec.dtype,
+        model.config._attn_implementation,
+        device(),
+    )
     return model
 
 

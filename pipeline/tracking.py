@@ -61,8 +61,23 @@ def setup(cfg: Config) -> str:
 def git_commit(root: Path) -> str:
     import subprocess
 
-    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    except OSError:  # no git on this machine (e.g. a bare GPU image)
+        return "unknown"
     return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def library_version(name: str) -> str:
+    """The installed version; mlflow counts as installed as mlflow-skinny (the client alone)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in (name, f"{name}-skinny"):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    return "not installed"
 
 
 def dvc_lock_hashes(root: Path) -> dict[str, str]:
@@ -84,14 +99,12 @@ def dvc_lock_hashes(root: Path) -> dict[str, str]:
 
 def run_tags(cfg: Config) -> dict[str, str]:
     """Tags for the training run: code, data (DVC md5s), base model and library versions."""
-    from importlib.metadata import version
-
     libs = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "datasets", "mlflow")
     tags = {
         "git_commit": git_commit(cfg.root),
         "base_model": cfg.model.base,
         "base_revision": cfg.model.revision,
-        "libraries": ", ".join(f"{n}=={version(n)}" for n in libs),
+        "libraries": ", ".join(f"{n}=={library_version(n)}" for n in libs),
     }
     return tags | {f"dvc_md5.{p}": md5 for p, md5 in dvc_lock_hashes(cfg.root).items()}
 

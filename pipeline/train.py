@@ -33,6 +33,7 @@ from pipeline.modeling import (
     prepare_for_training,
     sharded_weights,
 )
+from pipeline.speed import StepClock, resolve, useful_tokens
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ def _training_args(cfg: Config, output_dir: Path):
         # LoRA uses every trainable parameter: spare DDP the search for unused ones.
         ddp_find_unused_parameters=False if world_size() > 1 else None,
         **({"use_cpu": True, "ddp_backend": "gloo"} if cpu_ddp else {}),
+        **resolve(t.speed).trainer_kwargs(),
     )
 
 
@@ -181,10 +183,12 @@ class _Trainer(Trainer):
         super().__init__(*args, **kwargs)
         self.micro_batches = 0
         self.sequences = 0
+        self.tokens = 0
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         self.micro_batches += 1
         self.sequences += _sequences(inputs)
+        self.tokens += useful_tokens(inputs)
         return super().training_step(model, inputs, num_items_in_batch)
 
 
@@ -279,7 +283,7 @@ def run(cfg: Config) -> TrainResult:
     spec = ModelSpec.from_config(cfg)
     tok = load_tokenizer(spec)
     set_seed(cfg.train.seed)  # LoRA's initial weights come from the global RNG
-    model = lora_model(load_model(spec), cfg, tok)
+    model = lora_model(load_model(spec, **resolve(cfg.train.speed).load_kwargs()), cfg, tok)
     if cfg.train.packing:
         model.config.use_cache = False  # packed rows need it (the Trainer sets it too)
     data = {s: load_from_disk(str(paths.processed_dir / s)) for s in ("train", "val")}
@@ -311,6 +315,7 @@ def run(cfg: Config) -> TrainResult:
         )
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(_QuietProgress())
+        trainer.add_callback(clock := StepClock(lambda: trainer.tokens))
         start = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         seconds = time.perf_counter() - start
@@ -346,6 +351,7 @@ def run(cfg: Config) -> TrainResult:
             "tokens_per_second": round(tokens / seconds, 1),
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "resumed_from_step": int(checkpoint.name.split("-")[1]) if checkpoint else 0,
+            **clock.metrics(),
         }
         mlflow.log_metrics({f"train/{k}": float(v) for k, v in metrics.items()})
         if args.world_size > 1:
