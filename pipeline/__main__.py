@@ -55,6 +55,7 @@ EXIT_CODES = {
     RegistryError.exit_code: "MLflow registry / tracking error (unknown version, store error)",
     IngestError.exit_code: "a source file cannot be read",
     SetupError.exit_code: "this Python lacks the project's dependencies",
+    8: "the LLM judge (evaluate.judge) failed or could not be reached",
     INTERNAL: "unexpected internal error (PIPELINE_TRACEBACK=1 shows the traceback)",
     INTERRUPTED: "interrupted (Ctrl-C)",
 }

@@ -140,7 +140,7 @@ class JudgeConfig:
 class JudgeError(PipelineError):
     """The judge answered, but not as an OpenAI-compatible chat API; or it is misconfigured."""
 
-    exit_code = 7
+    exit_code = 8
 
 
 class JudgeUnreachable(JudgeError):
