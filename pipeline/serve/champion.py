@@ -145,10 +145,10 @@ class Champion:
 
 def mlflow_champion(cfg: Config, alias: str) -> Champion:
     """A Champion over the configured MLflow registry, loading versions as `chat` does."""
-    import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
 
-    from pipeline import tracking
+    import mlflow
+    from pipeline import registered_model, tracking
 
     tracking.setup(cfg)
     name = cfg.register_.model_name
@@ -163,7 +163,7 @@ def mlflow_champion(cfg: Config, alias: str) -> Champion:
             raise
 
     def load(version: str) -> tuple[Any, Any, ModelSpec]:
-        chat_model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+        chat_model = registered_model.load(f"models:/{name}/{version}")
         return chat_model.model, chat_model.tokenizer, chat_model.spec
 
     return Champion(name, alias, cfg.serve.reload_interval_s, resolve, load)
