@@ -1,9 +1,11 @@
 """The OpenAI chat request as pydantic models (strict types), and the one mapper from a
 validation error to OpenAI's error object.
 
-Strict: `false` is not the number 0 and `0` is not the boolean false; JSON is parsed by
-pydantic's own parser (jiter), which refuses lone surrogates ("\\ud800"), nesting deeper than
-about 200 levels, NaN-free numbers out of range are caught by the field bounds.
+Strict: `false` is not the number 0 and `0` is not the boolean false. JSON is parsed by
+pydantic's own parser (jiter), which refuses lone surrogates ("\\ud800") and nesting deeper
+than about 200 levels; numbers out of range (a seed over 64 bits) fail their field's bounds,
+NaN and infinities are refused. Why not FastAPI's own body parsing: the body is read by hand
+first (size cap, timeout, Content-Type), and every error goes through `api_error`.
 """
 
 from __future__ import annotations
