@@ -107,6 +107,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline", "serve", "--port", str(self.port)],
             cwd=project,
+            env={**os.environ, "PYTHONPATH": str(REPO)},  # this checkout's pipeline package
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
