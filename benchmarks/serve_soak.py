@@ -63,7 +63,6 @@ MALFORMED = [  # (raw body, Content-Type)
 
 def _tiny_project(root: Path) -> Path:
     """Train, evaluate and register two versions of the tiny model (v1 champion, v2 lr 0)."""
-    sys.path.insert(0, str(REPO))
     from pipeline import base, evaluate, ingest, preprocess, register, split, train, validate
     from pipeline.config import load_config
     from tests.conftest import TINY_OVERRIDES, make_project, read_rows, register_degraded
@@ -339,6 +338,7 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=900, help="for the whole soak")
     parser.add_argument("--move-every", type=float, default=2.0, help="seconds between moves")
     args = parser.parse_args()
+    sys.path.insert(0, str(REPO))  # this checkout's pipeline (and tests, for the tiny project)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     if args.project:

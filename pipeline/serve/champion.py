@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config import Config
+from pipeline.errors import PipelineError
 from pipeline.modeling import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,10 @@ class Champion:
             except Exception as exc:
                 self._failed[version] = time.monotonic()
                 self.last_error = f"version {version} failed to load: {exc}"
-                log.exception(
-                    "serve: %s version %s failed to load; %s", self.name, version,
+                log.error(
+                    "serve: %s version %s failed to load (%s); %s", self.name, version, exc,
                     f"still serving version {old}" if old else "nothing to serve yet",
+                    exc_info=not isinstance(exc, PipelineError),  # typed: its line says it all
                 )  # fmt: skip
                 return self.current
             finally:
