@@ -130,11 +130,80 @@ async def read_body(request: Request) -> bytes:
     return bytes(body)
 
 
+def _unavailable(champion: Champion) -> ApiError:
+    """503: nothing loaded yet, with what is happening or what to do."""
+    uri = f"models:/{champion.name}@{champion.alias}"
+    if champion.loading:
+        message = f"{uri} (version {champion.loading}) is loading; retry in a moment."
+    else:
+        reason = f" (last error: {champion.last_error})" if champion.last_error else ""
+        message = (
+            f"No model to serve: {uri} is not set{reason}. Run the pipeline or promote a "
+            "version (python -m pipeline registry promote VERSION); this server picks it "
+            "up by itself."
+        )
+    return ApiError(503, message, None, "model_not_loaded", "service_unavailable")
+
+
+async def _chat_completion(
+    request: Request, champion: Champion, limits: ServeConfig, generator: Generator
+):
+    """POST /v1/chat/completions: body checks, the model of the moment, the answer."""
+    from fastapi.responses import StreamingResponse
+    from starlette.concurrency import run_in_threadpool
+
+    body = await read_body(request)
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise ApiError(
+            415,
+            f"Content-Type must be application/json (got {_shown_type(content_type)}).",
+            None,
+            "unsupported_media_type",
+        )
+    req = parse_request(body, limits.max_new_tokens)
+    served = await run_in_threadpool(champion.for_request)
+    if served is None:
+        raise _unavailable(champion)
+    ids = await run_in_threadpool(prompt_ids, served, req.messages)
+    if len(ids) > limits.max_prompt_tokens:
+        raise ApiError(
+            400,
+            f"This server's maximum prompt length is {limits.max_prompt_tokens} tokens; "
+            f"your messages resulted in {len(ids)} tokens (chat template included). "
+            "Shorten the conversation.",
+            "messages",
+            "context_length_exceeded",
+        )
+    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+
+    def head(kind: str) -> dict[str, Any]:
+        return {"id": cid, "object": kind, "created": created, "model": served.id}
+
+    if not req.stream:
+        c = await run_in_threadpool(generator.complete, served, req, ids)
+        return {
+            **head("chat.completion"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": c.text},
+                    "finish_reason": c.finish_reason,
+                }
+            ],
+            "usage": _usage(c),
+        }
+    return StreamingResponse(
+        _stream(generator, served, req, ids, head("chat.completion.chunk")),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
 def create_app(champion: Champion, limits: ServeConfig, generator: Generator | None = None):
     """The FastAPI app over a Champion (started by the caller, or not: tests inject one)."""
     from fastapi import FastAPI
-    from fastapi.responses import JSONResponse, StreamingResponse
-    from starlette.concurrency import run_in_threadpool
+    from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException
 
     generator = generator or Generator()
@@ -160,27 +229,13 @@ def create_app(champion: Champion, limits: ServeConfig, generator: Generator | N
         request.scope[LOGGED_ERROR] = ApiError(exc.status_code, message, None, code)
         return error(request.scope[LOGGED_ERROR], exc.headers)
 
-    uri = f"models:/{champion.name}@{champion.alias}"
-
-    def unavailable() -> ApiError:
-        if champion.loading:
-            message = f"{uri} (version {champion.loading}) is loading; retry in a moment."
-        else:
-            reason = f" (last error: {champion.last_error})" if champion.last_error else ""
-            message = (
-                f"No model to serve: {uri} is not set{reason}. Run the pipeline or promote a "
-                "version (python -m pipeline registry promote VERSION); this server picks it "
-                "up by itself."
-            )
-        return ApiError(503, message, None, "model_not_loaded", "service_unavailable")
-
     @app.get("/health")
     async def health():
         served = champion.current  # no check here: the watcher thread keeps looking
         status = "ok" if served else ("loading" if champion.loading else "no_model")
         body = {
             "status": status,
-            "message": None if served else unavailable().message,
+            "message": None if served else _unavailable(champion).message,
             "model": champion.name,
             "alias": champion.alias,
             "version": served.version if served else None,
@@ -211,52 +266,7 @@ def create_app(champion: Champion, limits: ServeConfig, generator: Generator | N
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        body = await read_body(request)
-        content_type = request.headers.get("content-type", "")
-        if content_type.split(";")[0].strip().lower() != "application/json":
-            raise ApiError(
-                415,
-                f"Content-Type must be application/json (got {_shown_type(content_type)}).",
-                None,
-                "unsupported_media_type",
-            )
-        req = parse_request(bytes(body), limits.max_new_tokens)
-        served = await run_in_threadpool(champion.for_request)
-        if served is None:
-            raise unavailable()
-        ids = await run_in_threadpool(prompt_ids, served, req.messages)
-        if len(ids) > limits.max_prompt_tokens:
-            raise ApiError(
-                400,
-                f"This server's maximum prompt length is {limits.max_prompt_tokens} tokens; "
-                f"your messages resulted in {len(ids)} tokens (chat template included). "
-                "Shorten the conversation.",
-                "messages",
-                "context_length_exceeded",
-            )
-        cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-
-        def head(kind: str) -> dict[str, Any]:
-            return {"id": cid, "object": kind, "created": created, "model": served.id}
-
-        if not req.stream:
-            c = await run_in_threadpool(generator.complete, served, req, ids)
-            return {
-                **head("chat.completion"),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": c.text},
-                        "finish_reason": c.finish_reason,
-                    }
-                ],
-                "usage": _usage(c),
-            }
-        return StreamingResponse(
-            _stream(generator, served, req, ids, head("chat.completion.chunk")),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache"},
-        )
+        return await _chat_completion(request, champion, limits, generator)
 
     app.add_middleware(RequestLog)
     return app
