@@ -257,6 +257,12 @@ def load_with_adapter(spec: ModelSpec, adapter_dir: Path) -> tuple[Any, PreTrain
 
     if not (adapter_dir / "adapter_config.json").exists():
         raise ModelLoadError(f"{adapter_dir}: no adapter_config.json (run the train stage)")
+    if not (adapter_dir / "adapter_model.safetensors").exists():  # peft would unpickle a .bin
+        found = sorted(p.name for p in adapter_dir.iterdir() if p.suffix in (".bin", ".pt"))
+        raise ModelLoadError(
+            f"{adapter_dir}: no adapter_model.safetensors (found {found or 'no weights'}); only "
+            "safetensors weights are loaded: pickled ones (.bin, .pt) can run code"
+        )
     tokenizer = load_tokenizer(ModelSpec(**{**asdict(spec), "source": str(adapter_dir)}))
     model = PeftModel.from_pretrained(load_model(spec), str(adapter_dir))
     return model.eval(), tokenizer

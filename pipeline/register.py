@@ -103,9 +103,9 @@ def _requirements() -> list[str]:
 
 
 def _log_model(cfg: Config, registered_name: str):
-    """Log the adapter (+ the tiny base, which exists nowhere else) as pyfunc; register it."""
-    import mlflow
-    from pipeline.chat import MedicalChatModel
+    """Log the adapter (+ the tiny base, which exists nowhere else) as a pyfunc code model
+    (pipeline/registered_model.py: no pickle) and register it."""
+    from pipeline import registered_model
 
     paths = cfg.paths
     spec = ModelSpec.from_config(cfg)
@@ -115,13 +115,7 @@ def _log_model(cfg: Config, registered_name: str):
         artifacts = {"adapter": str(paths.adapter_dir), "spec": str(Path(tmp) / "base_model.json")}
         if cfg.uses_builtin_base:
             artifacts["base"] = str(paths.base_dir)
-        return mlflow.pyfunc.log_model(
-            name="model",
-            python_model=MedicalChatModel(),
-            artifacts=artifacts,
-            pip_requirements=_requirements(),
-            registered_model_name=registered_name,
-        )
+        return registered_model.log_model(artifacts, _requirements(), registered_name)
 
 
 def run(cfg: Config) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from functools import cache
+from pathlib import Path
 
 import pytest
 
@@ -46,10 +47,10 @@ def _free_port() -> int:
 
 @cache
 def _reference(name: str, version: str):
-    """The registered pyfunc model of a version, unwrapped: what `chat` answers with."""
-    import mlflow.pyfunc
+    """The registered model of a version, as `chat` loads it."""
+    from pipeline import registered_model
 
-    return mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+    return registered_model.load(f"models:/{name}/{version}")
 
 
 def _expected(name: str, version: str, messages: list[dict], max_new: int = MAX_NEW):
@@ -58,6 +59,40 @@ def _expected(name: str, version: str, messages: list[dict], max_new: int = MAX_
     m = _reference(name, version)
     [answer] = generate(m.model, m.tokenizer, m.spec, [messages], max_new)
     return answer
+
+
+JSON = {"content-type": "application/json"}
+TEXT = {"content-type": "text/plain"}
+
+
+def _assert_code_model(name: str, version: str, into) -> None:
+    """The registered version holds no pickle, its code file answers through MLflow's own
+    loader, and that answer is the one `chat` and the server give."""
+    import mlflow
+
+    uri = f"models:/{name}/{version}"
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(into)))
+    files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
+    assert "registered_model.py" in files and "artifacts/adapter/adapter_model.safetensors" in files
+    assert not [f for f in files if f.endswith((".pkl", ".bin", ".pt", ".pth", ".ckpt"))], files
+    by_mlflow = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    [answer] = by_mlflow.predict(None, [QUESTION], {"max_new_tokens": MAX_NEW})
+    assert answer == _expected(name, version, [{"role": "user", "content": QUESTION}]).text
+
+
+def _short_body(port: int, half_close: bool) -> bytes:
+    """POST with Content-Length 100 and 14 bytes of body; what the server sends back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            b"\r\nContent-Length: 100\r\n\r\n" + b'{"messages": ['
+        )
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := s.recv(4096):  # until the server closes the connection
+            data += chunk
+        return data
 
 
 class Server:
@@ -124,6 +159,7 @@ def test_serve_answers_like_the_registry_and_follows_the_champion(tmp_path, monk
         for stage in (evaluate, register):
             result = stage.run(cfg)
         assert result["version"] == 1 and "champion" in result["aliases"]
+        _assert_code_model(name, "1", tmp_path / "v1")
         server.wait_for(lambda: http.get("/health").json()["version"] == "1", "version 1")
         health = http.get("/health").json()
         assert health == {**health, "status": "ok", "model": name, "alias": "champion"}
@@ -181,7 +217,7 @@ def test_serve_answers_like_the_registry_and_follows_the_champion(tmp_path, monk
         # Malformed requests: 4xx with OpenAI's error object naming the parameter.
         for bad, status, param, words in BAD_REQUESTS:
             raw = bad if isinstance(bad, str) else json.dumps(bad, ensure_ascii=False)
-            r = http.post("/v1/chat/completions", content=raw.encode())
+            r = http.post("/v1/chat/completions", content=raw.encode(), headers=JSON)
             err = r.json()["error"]
             assert (r.status_code, err["param"]) == (status, param), (bad, r.text)
             assert words in err["message"]
@@ -195,6 +231,13 @@ def test_serve_answers_like_the_registry_and_follows_the_champion(tmp_path, monk
         )
         assert http.get("/v1/nothing").status_code == 404
         assert http.get("/v1/chat/completions").status_code == 405
+        r = http.post("/v1/chat/completions", json={"messages": MULTI_TURN}, headers=TEXT)
+        assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type"
+        # A body shorter than its Content-Length: answered (408) when the client stalls, a
+        # clean close when it gives up; never held, never a 500.
+        assert _short_body(server.port, half_close=False).startswith(b"HTTP/1.1 408 ")
+        assert _short_body(server.port, half_close=True) == b""
+        assert http.get("/health").status_code == 200
 
         # A different version 2 (learning rate 0: the base itself), refused by the real gate;
         # the server keeps version 1 until the alias moves, then switches without a restart.
@@ -231,4 +274,8 @@ def test_serve_answers_like_the_registry_and_follows_the_champion(tmp_path, monk
         server.stop()
     logs = server.logs()
     assert "now serving qwen-medical-lora version 2" in logs
+    # Every bad request above is one log line with its code; nothing is a 500 or a traceback.
+    assert "Traceback" not in logs and " 500 " not in logs
+    assert "408 10" in logs and "request_timeout" in logs and "incomplete_body" in logs
+    assert "invalid_type: 'presence_penalty' must be a number (got false)" in logs
     assert "POST /v1/chat/completions 200" in logs and "GET /v1/nothing 404" in logs

@@ -17,29 +17,44 @@ USER = {"role": "user", "content": "感冒有什么症状？"}
 SYSTEM = {"role": "system", "content": "x"}
 PARTS = ("胃疼", "吃什么药？")
 
+DEEP = "[" * 200_000 + "]" * 200_000
 # (body, status, param, words of the message): each is refused before any model runs.
 BAD_REQUESTS = [
     ("{not json", 400, None, "not valid JSON"),
     ("[1, 2]", 400, None, "JSON object"),
     ({}, 400, "messages", "Missing required parameter"),
-    ({"messages": []}, 400, "messages", "non-empty list"),
-    ({"messages": "hello"}, 400, "messages", "non-empty list"),
-    ({"messages": [{"role": "doctor", "content": "x"}]}, 400, "messages[0].role", "must be one"),
-    ({"messages": [{"role": "tool", "content": "x"}]}, 400, "messages[0].role", "must be one"),
+    ({"messages": []}, 400, "messages", "at least 1 item"),
+    ({"messages": "hello"}, 400, "messages", "must be a list"),
+    ({"messages": [{"role": "doctor", "content": "x"}]}, 400, "messages[0].role", "'user'"),
+    ({"messages": [{"role": "tool", "content": "x"}]}, 400, "messages[0].role", "'assistant'"),
     ({"messages": [{"role": "user", "content": 3}]}, 400, "messages[0].content", "string"),
-    ({"messages": [{"role": "user"}]}, 400, "messages[0].content", "missing"),
+    ({"messages": [{"role": "user"}]}, 400, "messages[0].content", "Missing"),
+    ({"messages": [{"role": "user", "content": "x", "x": 1}]}, 400, "messages[0].x", "field 'x'"),
     ({"messages": [USER, {"role": "assistant", "content": "x"}]}, 400, "messages[1].role", "last"),
-    ({"messages": [USER, SYSTEM, USER]}, 400, "messages[1].role", "only"),
+    ({"messages": [USER, SYSTEM, USER]}, 400, "messages[1].role", "only the first"),
     ({"messages": [USER], "n": 2}, 400, "n", "n=1"),
-    ({"messages": [USER], "max_tokens": 0}, 400, "max_tokens", "positive integer"),
+    ({"messages": [USER], "max_tokens": 0}, 400, "max_tokens", "greater than 0"),
     ({"messages": [USER], "max_tokens": 33}, 400, "max_tokens", "limit of 32"),
-    ({"messages": [USER], "max_completion_tokens": -1}, 400, "max_completion_tokens", "positive"),
-    ({"messages": [USER], "temperature": 3}, 400, "temperature", "0 to 2"),
-    ({"messages": [USER], "top_p": 0}, 400, "top_p", "(0, 1]"),
+    ({"messages": [USER], "max_tokens": 3.0}, 400, "max_tokens", "an integer"),
+    ({"messages": [USER], "max_completion_tokens": -1}, 400, "max_completion_tokens", "than 0"),
+    ({"messages": [USER], "temperature": 3}, 400, "temperature", "less than or equal to 2"),
+    ({"messages": [USER], "temperature": "0.5"}, 400, "temperature", "a number"),
+    ({"messages": [USER], "top_p": 0}, 400, "top_p", "greater than 0"),
     ({"messages": [USER], "stream": "yes"}, 400, "stream", "boolean"),
+    ({"messages": [USER], "stream_options": {}}, 400, "stream_options", "stream=true"),
     ({"messages": [USER], "stop": ["\n"]}, 400, "stop", "not supported"),
     ({"messages": [USER], "tools": [{"type": "function"}]}, 400, "tools", "not supported"),
+    ({"messages": [USER], "presence_penalty": 0.5}, 400, "presence_penalty", "not supported"),
     ({"messages": [USER], "best_of": 2}, 400, "best_of", "Unrecognized request argument"),
+    # Issue 11, item 5: each of these was a 500 (two tracebacks) or passed.
+    ('{"messages": [{"role": "user", "content": "\\ud800"}]}', 400, None, "lone surrogate"),
+    ({"messages": [USER], "temperature": 0.7, "seed": 2**70}, 400, "seed", "less than"),
+    ('{"messages": ' + DEEP + "}", 400, None, "recursion limit"),
+    ({"messages": [USER], "presence_penalty": False}, 400, "presence_penalty", "a number"),
+    ({"messages": [USER], "frequency_penalty": True}, 400, "frequency_penalty", "a number"),
+    ({"messages": [USER], "logprobs": 0}, 400, "logprobs", "a boolean"),
+    ({"messages": [USER], "top_logprobs": False}, 400, "top_logprobs", "an integer"),
+    ({"messages": [USER], "stop": False}, 400, "stop", "not supported"),
 ]  # fmt: skip
 
 
@@ -91,6 +106,7 @@ class ScriptedModel:
     def __init__(self, script: list[int]):
         self.script = script
         self.calls: list[dict] = []
+        self.prompts: list[list[int]] = []
 
     def parameters(self):
         import torch
@@ -101,6 +117,7 @@ class ScriptedModel:
         import torch
 
         self.calls.append(kwargs)
+        self.prompts.append(input_ids[0].tolist())
         out = input_ids[0].tolist()
         if streamer is not None:
             streamer.put(input_ids)
@@ -144,6 +161,9 @@ def client(registry):
         yield c
 
 
+JSON = "application/json"
+
+
 def _chat(client, **body):
     return client.post("/v1/chat/completions", json={"messages": [USER], **body})
 
@@ -157,9 +177,15 @@ def test_no_champion_is_a_503_that_says_what_to_do(client):
     assert client.get("/v1/models").json() == {"object": "list", "data": []}
 
 
-def test_completion_shape_usage_and_finish_reasons(client, registry, tiny_tokenizer):
-    from pipeline.serve import prompt_ids
+# What a Qwen2.5 template makes of [USER], written out by hand (its default system prompt, no
+# thinking block): the server must hand the model exactly these tokens.
+PROMPT = (
+    "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+    "<|im_end|>\n<|im_start|>user\n感冒有什么症状？<|im_end|>\n<|im_start|>assistant\n"
+)
 
+
+def test_completion_shape_usage_and_finish_reasons(client, registry, tiny_tokenizer):
     registry["alias"] = "1"
     r = _chat(client, model="gpt-4o")
     assert r.status_code == 200, r.text
@@ -169,12 +195,13 @@ def test_completion_shape_usage_and_finish_reasons(client, registry, tiny_tokeni
     [choice] = body["choices"]
     assert choice["message"] == {"role": "assistant", "content": "流鼻涕，发烧。龘"}  # stripped
     assert choice["finish_reason"] == "stop"
-    served = registry["champion"].current
+    prompt = tiny_tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
+    assert registry["champion"].current.model.prompts == [prompt]
     answer_ids = tiny_tokenizer(ANSWERS["1"], add_special_tokens=False)["input_ids"]
     assert body["usage"] == {
-        "prompt_tokens": len(prompt_ids(served, [USER])),
+        "prompt_tokens": len(prompt),
         "completion_tokens": len(answer_ids) + 1,  # the <|im_end|> counts
-        "total_tokens": len(prompt_ids(served, [USER])) + len(answer_ids) + 1,
+        "total_tokens": len(prompt) + len(answer_ids) + 1,
     }
     cut = _chat(client, max_tokens=2).json()
     assert cut["choices"][0]["finish_reason"] == "length"
@@ -220,7 +247,7 @@ def test_prompt_over_the_cap_and_unknown_routes(client, registry):
     r = client.get("/v1/chat/completions")
     assert r.status_code == 405 and r.headers["allow"] == "POST"
     assert set(r.json()["error"]) == {"message", "type", "param", "code"}
-    r = client.post("/v1/chat/completions", content=b"{", headers={"content-type": "text/plain"})
+    r = client.post("/v1/chat/completions", content=b"{", headers={"content-type": JSON})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
     r = client.post("/v1/chat/completions", content=b" " * (2 << 20))
     assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
@@ -273,3 +300,115 @@ def test_temperature_zero_is_greedy_and_above_zero_samples(client, registry):
     assert greedy["do_sample"] is False and "temperature" not in greedy
     assert sampled["do_sample"] is True
     assert (sampled["temperature"], sampled["top_p"], sampled["top_k"]) == (0.7, 0.9, 0)
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 11, item 5: client inputs are 4xx in OpenAI's shape, each logged in one line.
+
+
+def _bodies() -> list[tuple[bytes, str]]:
+    """The issue's inputs (surrogate, 2**70 seed, deep nesting, bool for numbers) as raw
+    bodies, with the Content-Type each is sent with."""
+    raw = [_raw(b) for b, *_ in BAD_REQUESTS[-8:]]
+    return [(b, JSON) for b in raw] + [(_raw({"messages": [USER]}), "text/plain")]
+
+
+def test_issue_inputs_are_4xx_each_in_one_log_line(client, registry, caplog):
+    registry["alias"] = "1"
+    assert _chat(client).status_code == 200  # the model is there and answers
+    caplog.set_level("INFO")
+    for body, content_type in _bodies():
+        caplog.clear()
+        r = client.post(
+            "/v1/chat/completions", content=body, headers={"content-type": content_type}
+        )
+        assert 400 <= r.status_code < 500, (body[:80], r.text)
+        assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+        [record] = [x for x in caplog.records if x.name.startswith("pipeline.serve")]
+        assert record.exc_info is None and "\n" not in record.getMessage()
+        assert f" {r.status_code} " in record.getMessage()
+        assert r.json()["error"]["message"] in record.getMessage()
+    assert len(registry["champion"].current.model.calls) == 1  # none reached the model
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_a_body_that_is_not_declared_json_is_415(client, registry, content_type):
+    registry["alias"] = "1"
+    headers = {"content-type": content_type} if content_type else {}
+    r = client.post("/v1/chat/completions", content=_raw({"messages": [USER]}), headers=headers)
+    assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type"
+    ok = {"content-type": "application/json; charset=utf-8"}
+    assert client.post("/v1/chat/completions", content=_raw({"messages": [USER]}), headers=ok)
+
+
+def _call(app, chunks: list[dict], headers: dict[str, str]) -> list[dict]:
+    """Drive the ASGI app directly with a scripted `receive` (after the chunks it waits)."""
+    import asyncio
+
+    sent: list[dict] = []
+
+    async def receive():
+        if chunks:
+            return chunks.pop(0)
+        await asyncio.sleep(3600)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
+        "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1), "server": None,
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+    }  # fmt: skip
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 10))
+    return sent
+
+
+def _answer(sent: list[dict]) -> tuple[int, dict[str, str], dict]:
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    headers = {k.decode(): v.decode() for k, v in start["headers"]}
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], headers, json.loads(body)
+
+
+def test_a_body_shorter_than_its_content_length_is_answered_not_waited_for(
+    registry, monkeypatch, caplog
+):
+    from pipeline.serve import app as serve_app
+
+    monkeypatch.setattr(serve_app, "BODY_TIMEOUT_S", 0.3)
+    app = create_app(registry["champion"], LIMITS)
+    headers = {"content-type": JSON, "content-length": "100"}
+    part = {"type": "http.request", "body": b'{"messages": [', "more_body": True}
+    caplog.set_level("INFO")
+
+    started = time.monotonic()
+    status, got, body = _answer(_call(app, [dict(part)], headers))  # the client stalls
+    assert time.monotonic() - started < 5
+    assert (status, body["error"]["code"]) == (408, "request_timeout")
+    assert got["connection"] == "close" and "14 bytes of 100 bytes" in body["error"]["message"]
+
+    gone = [dict(part), {"type": "http.disconnect"}]  # the client closes its side
+    status, _, body = _answer(_call(app, gone, headers))
+    assert (status, body["error"]["code"]) == (400, "incomplete_body")
+    lines = [r for r in caplog.records if r.name.startswith("pipeline.serve")]
+    assert [r.exc_info for r in lines] == [None, None] and len(lines) == 2
+
+
+def test_a_bug_is_one_500_in_openai_shape_logged_once(registry, caplog):
+    from fastapi.testclient import TestClient
+
+    class Broken:
+        def complete(self, *args, **kwargs):
+            raise RuntimeError("the engine broke")
+
+    registry["alias"] = "1"
+    caplog.set_level("INFO")
+    app = create_app(registry["champion"], LIMITS, Broken())
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = _chat(c)
+    assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
+    assert "the engine broke" in r.json()["error"]["message"]
+    logged = [x for x in caplog.records if x.exc_info]
+    assert len(logged) == 1  # one traceback (a bug here), not one per middleware layer
