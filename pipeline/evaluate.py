@@ -164,8 +164,7 @@ def download_version(
     and adapter, downloaded into `into`; None when the alias points at nothing."""
     from mlflow.exceptions import MlflowException
 
-    import mlflow
-    from pipeline import registry
+    from pipeline import registered_model, registry
     from pipeline.errors import PipelineError
 
     c = registry.client(cfg)
@@ -180,18 +179,12 @@ def download_version(
                 raise PipelineError(f"registry: no version of {name} has alias {alias!r}") from None
         if version is None:
             return None
+    uri = f"models:/{name}/{version}"
     try:
-        local = Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{name}/{version}", dst_path=str(into)
-            )
-        )
+        spec, adapter = registered_model.download(uri, into)
     except MlflowException:
         raise PipelineError(f"registry: {name} has no version {version!r}") from None
-    spec = ModelSpec.load(local / "artifacts")
-    if (local / "artifacts" / "base").exists():
-        spec = replace(spec, source=str(local / "artifacts" / "base"))
-    return version, spec, local / "artifacts" / "adapter"
+    return version, spec, adapter
 
 
 def _champion(cfg: Config, into: Path) -> tuple[str, ModelSpec, Path] | None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from pipeline.config import Config
 from pipeline.errors import ConfigError, RegistryError
 from pipeline.io import atomic_dir, is_non_empty, why_protected, write_json
-from pipeline.modeling import ModelSpec, load_with_adapter
+from pipeline.modeling import load_with_adapter
 
 log = logging.getLogger(__name__)
 
@@ -74,26 +74,22 @@ def _require_version(cfg: Config, version: str) -> None:
 def run(
     cfg: Config, version: str, out: Path, dtype: str = "bfloat16", overwrite: bool = False
 ) -> Path:
-    import mlflow
+    from pipeline import registered_model
 
     version = _version_number(version)
     check_target(out, overwrite)
     _require_version(cfg, version)
     uri = f"models:/{cfg.register_.model_name}/{version}"
     with tempfile.TemporaryDirectory() as tmp:
-        local = (
-            Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)) / "artifacts"
-        )
-        registered = ModelSpec.load(local)
+        registered, adapter = registered_model.download(uri, Path(tmp))
         spec = replace(registered, quantization="none", dtype=dtype)
-        if (local / "base").exists():
-            spec = replace(spec, source=str(local / "base"))
-        model, tok = load_with_adapter(spec, local / "adapter")
+        model, tok = load_with_adapter(spec, adapter)
         merged = model.merge_and_unload()
         with atomic_dir(out, marker=MARKER) as target:
             merged.save_pretrained(target, safe_serialization=True)
             tok.save_pretrained(target)
-            base = registered.source or "embedded"
+            embedded = Path(registered.source).is_relative_to(tmp)
+            base = "embedded" if embedded else registered.source
             write_json(target / MARKER, {"model": uri, "base": base, "dtype": dtype})
     log.info("export: %s merged into %s (%s) at %s", uri, spec.source, dtype, out)
     return out

@@ -118,6 +118,17 @@ def _log_model(cfg: Config, registered_name: str):
         return registered_model.log_model(artifacts, _requirements(), registered_name)
 
 
+def gate_tag(rule: dict) -> str:
+    """One rule as a version tag: value, 95% interval when it has one, verdict, threshold."""
+    iv = rule.get("interval")
+    shown = f" [{iv['low']}, {iv['high']}]" if iv else ""
+    status = rule.get("status") or ("pass" if rule["passed"] else "fail")
+    if status == "insufficient":
+        status = "fail: not enough evidence"
+    sign = ">=" if rule["kind"] == "min" else "<="
+    return f"{rule['value']}{shown} ({status}; {sign} {rule['threshold']})"
+
+
 def run(cfg: Config) -> dict[str, Any]:
     import mlflow
 
@@ -138,11 +149,7 @@ def run(cfg: Config) -> dict[str, Any]:
         c = registry.client(cfg)
         c.set_registered_model_alias(name, registry.CHALLENGER, version)
         tags |= {"gate.promote": str(gate["promote"]), "run_id": active.info.run_id}
-        tags |= {
-            f"gate.{r['rule']}": f"{r['value']} ({'pass' if r['passed'] else 'fail'}; "
-            f"{'>=' if r['kind'] == 'min' else '<='} {r['threshold']})"
-            for r in gate["rules"]
-        }
+        tags |= {f"gate.{r['rule']}": gate_tag(r) for r in gate["rules"]}
         for key, value in tags.items():
             c.set_model_version_tag(name, version, key, value)
         if gate["promote"]:

@@ -75,6 +75,17 @@ def _artifacts(local: Path, uri: str) -> dict[str, str]:
     return out
 
 
+def download(uri: str, into: Path) -> tuple[ModelSpec, Path]:
+    """Download a registered version into `into`: (its base spec, its adapter folder). The one
+    place that knows a version's layout (evaluate's champion, score, export)."""
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(into)))
+    artifacts = _artifacts(local, uri)
+    spec = ModelSpec.load(Path(artifacts["spec"]).parent)
+    if "base" in artifacts:
+        spec = replace(spec, source=artifacts["base"])
+    return spec, Path(artifacts["adapter"])
+
+
 def load(uri: str) -> MedicalChatModel:
     """A registered version (`models:/name/3`, `models:/name@champion`) as a loaded
     MedicalChatModel, reading only data from the store (see the module docstring)."""
