@@ -24,28 +24,46 @@ def duration(seconds: float) -> str:
 
 
 class WarmupEstimate:
-    """Times steps 2 to 1 + `warmup` of a stage and then logs the estimate, once.
+    """Times the first steps of a stage (at least `warmup` of them and `seconds`) and then
+    logs the estimate, once.
 
     The first step is left out: it pays one-off costs (allocations, lazy initialization).
-    `done` counts steps finished before this process started (a resumed run).
+    `done` counts steps finished before this process started (a resumed run). When steps
+    differ in size (batches grouped by length: the longest comes first), each step reports
+    its `work` (e.g. tokens) and `mean_work` is the run's average per step: the estimate is
+    then time per unit of work, not per step, so a few short or long batches do not skew it.
     """
 
-    def __init__(self, stage: str, planned: int, done: int = 0, warmup: int = 5) -> None:
+    def __init__(
+        self,
+        stage: str,
+        planned: int,
+        done: int = 0,
+        warmup: int = 5,
+        seconds: float = 10.0,
+        mean_work: float = 1.0,
+    ) -> None:
         self.stage = stage
         self.planned = planned
         self.done = done
         self.warmup = warmup
+        self.seconds = seconds
+        self.mean_work = mean_work
         self.seen = 0
+        self.work = 0.0
         self.started = 0.0
         self.seconds_per_step: float | None = None
 
-    def step(self) -> None:
-        """Call after each step."""
+    def step(self, work: float = 1.0) -> None:
+        """Call after each step, with the work it did."""
         self.seen += 1
         if self.seen == 1:
             self.started = time.perf_counter()
-        elif self.seen == 1 + self.warmup:
-            self.seconds_per_step = (time.perf_counter() - self.started) / self.warmup
+            return
+        self.work += work
+        elapsed = time.perf_counter() - self.started
+        if self.seconds_per_step is None and self.seen > self.warmup and elapsed >= self.seconds:
+            self.seconds_per_step = elapsed / max(self.work, 1e-9) * self.mean_work
             self._report(self.seconds_per_step)
 
     def _report(self, per_step: float) -> None:
@@ -53,11 +71,11 @@ class WarmupEstimate:
         total = per_step * (self.planned - self.done)
         finish = datetime.now() + timedelta(seconds=per_step * left)
         log.info(
-            "%s: %.3g s a step over %d measured steps: about %s for the %d steps left "
+            "%s: %.3g s a step, from %d measured steps: about %s for the %d steps left "
             "(%s for all %d of this run; done around %s)",
             self.stage,
             per_step,
-            self.warmup,
+            self.seen - 1,
             duration(per_step * left),
             left,
             duration(total),

@@ -170,6 +170,13 @@ def _training_args(cfg: Config, output_dir: Path):
     )
 
 
+def _tokens(inputs: dict[str, Any]) -> int:
+    """Tokens (not padding) in one collated batch."""
+    if "attention_mask" in inputs:
+        return int(inputs["attention_mask"].sum())
+    return int(inputs["input_ids"].numel())
+
+
 def _sequences(inputs: dict[str, Any]) -> int:
     """Conversations in one collated batch: rows, or position restarts in a packed row."""
     if "position_ids" in inputs:
@@ -211,6 +218,7 @@ class _Trainer(Trainer):
         super().__init__(*args, **kwargs)
         self.micro_batches = 0
         self.sequences = 0
+        self.tokens = 0
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = self.train_dataset if train_dataset is None else train_dataset
@@ -221,15 +229,18 @@ class _Trainer(Trainer):
     def training_step(self, model, inputs, num_items_in_batch=None):
         self.micro_batches += 1
         self.sequences += _sequences(inputs)
+        self.tokens += _tokens(inputs)
         return super().training_step(model, inputs, num_items_in_batch)
 
 
 class _Estimate(TrainerCallback):
     """Logs the planned optimizer steps before the first one and, a few steps in, how long
-    the rest will take (rank 0 only)."""
+    the rest will take (rank 0 only), timed per token: batches grouped by length differ."""
 
-    def __init__(self) -> None:
+    def __init__(self, trainer: _Trainer) -> None:
+        self.trainer = trainer
         self.timer: WarmupEstimate | None = None
+        self.tokens = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
@@ -243,11 +254,15 @@ class _Estimate(TrainerCallback):
             args.train_batch_size * args.gradient_accumulation_steps * args.world_size,
             f", {state.global_step} done before this run" if state.global_step else "",
         )
-        self.timer = WarmupEstimate("train", state.max_steps, done=state.global_step)
+        tokens = sum(self.trainer.train_dataset["length"]) * args.num_train_epochs
+        per_step = tokens / args.world_size / state.max_steps  # this rank's share
+        self.timer = WarmupEstimate("train", state.max_steps, state.global_step, mean_work=per_step)
+        self.tokens = self.trainer.tokens
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.timer is not None:
-            self.timer.step()
+            self.timer.step(self.trainer.tokens - self.tokens)
+            self.tokens = self.trainer.tokens
 
 
 def data_collator(cfg: Config, tok):
@@ -393,8 +408,9 @@ def _trainer(cfg: Config, args, model, tok, data) -> _Trainer:
         train_dataset=data["train"],
         eval_dataset=data["val"] if len(data["val"]) else None,
         data_collator=data_collator(cfg, tok),
-        callbacks=[_MlflowSteps(), _Estimate()],
+        callbacks=[_MlflowSteps()],
     )
+    trainer.add_callback(_Estimate(trainer))
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(_QuietProgress())
     return trainer
