@@ -295,15 +295,18 @@ def _write_loss_curve(path: Path, history: list[dict[str, Any]]) -> None:
 
 
 STATE_FILE = "pipeline_state.json"
+# Bumped when what a checkpoint means changes: checkpoints of earlier code are then discarded.
+# 2: the data order comes from (seed, epoch) (EpochSampler), not from the global RNG.
+CHECKPOINT_FORMAT = 2
 
 
 def fingerprint(cfg: Config) -> str:
-    """What a checkpoint must match to be resumed: model/train params and the training data."""
+    """What a checkpoint must match to be resumed: the checkpoint format, model/train params
+    and the training data."""
     paths = cfg.paths
+    params = cfg.model_dump(mode="json", by_alias=True, include={"model", "train"})
     digest = hashlib.sha256(
-        json.dumps(
-            cfg.model_dump(mode="json", by_alias=True, include={"model", "train"}), sort_keys=True
-        ).encode()
+        json.dumps({"format": CHECKPOINT_FORMAT, **params}, sort_keys=True).encode()
     )
     for f in sorted((paths.processed_dir / "train").glob("*")):
         digest.update(f.name.encode() + f.read_bytes())

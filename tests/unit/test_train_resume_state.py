@@ -59,3 +59,14 @@ def test_resume_skips_a_checkpoint_a_kill_left_half_written(tmp_path):
     _checkpoint(ckpt, 20, skip="rng_state.pth")
     assert train.resume_point(ckpt, "f") == (good, "r")
     assert train.resume_point(ckpt, "other") == (None, None) and not ckpt.exists()
+
+
+def test_checkpoints_of_earlier_code_are_not_resumed(project, monkeypatch):
+    """Checkpoints written before the data order was seeded per epoch resume into the wrong
+    batches: a new checkpoint format changes the fingerprint, so they are discarded."""
+    from pipeline.config import load_config
+
+    cfg = load_config(project / "params.yaml")
+    now = train.fingerprint(cfg)
+    monkeypatch.setattr(train, "CHECKPOINT_FORMAT", train.CHECKPOINT_FORMAT - 1)
+    assert train.fingerprint(cfg) != now
