@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pipeline.config import Config, TinyModelConfig
 from pipeline.io import atomic_dir, read_jsonl, write_json
+from pipeline.progress import WarmupEstimate
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class BaseResult:
     parameters: int = 0
     final_loss: float = float("nan")
     seconds: float = 0.0
+    steps: int = 0  # pretraining steps (after the tiny.max_tokens budget)
+    epochs: float = 0.0
 
 
 def qwen25_chat_template() -> str:
@@ -138,14 +141,77 @@ def _new_model(tok, t: TinyModelConfig):
     return model
 
 
-def pretrain(model, docs: list[list[int]], eot: int, t: TinyModelConfig) -> float:
-    """Full-parameter causal-LM training on re-packed blocks; returns the last epoch's mean loss."""
+@dataclass(frozen=True)
+class PretrainPlan:
+    """How much pretraining a corpus gets: `tiny.epochs` of it, unless `tiny.max_tokens` caps
+    the tokens (epochs x tokens per epoch) first."""
+
+    tokens_per_epoch: int  # documents plus one <|endoftext|> each
+    steps_per_epoch: int
+    steps: int  # what will run
+    uncapped_steps: int  # what `tiny.epochs` alone would run
+
+    @property
+    def capped(self) -> bool:
+        return self.steps < self.uncapped_steps
+
+    @property
+    def epochs(self) -> float:
+        return self.steps / self.steps_per_epoch
+
+
+def plan_pretraining(docs: list[list[int]], t: TinyModelConfig) -> PretrainPlan:
+    """The pretraining steps for `docs` (token ids) under `t`'s epochs and token budget."""
+    tokens = sum(map(len, docs)) + len(docs)
+    per_epoch = max(1, math.ceil(tokens // t.block_size / t.batch_size))
+    budget = max(1, t.max_tokens // (t.block_size * t.batch_size))
+    uncapped = t.epochs * per_epoch
+    return PretrainPlan(tokens, per_epoch, min(uncapped, budget), uncapped)
+
+
+def _announce(plan: PretrainPlan, t: TinyModelConfig, parameters: int) -> None:
+    """Say before the first step how much pretraining is planned, and plainly when the corpus
+    is larger than the embedded base was sized for."""
+    step_tokens = t.block_size * t.batch_size
+    log.info(
+        "base: pretraining tiny-qwen for %s steps: %.3g epochs of %s steps (%s tokens an epoch, "
+        "batches of %d x %d tokens)",
+        f"{plan.steps:,}",
+        plan.epochs,
+        f"{plan.steps_per_epoch:,}",
+        f"{plan.tokens_per_epoch:,}",
+        t.batch_size,
+        t.block_size,
+    )
+    if plan.capped:
+        log.warning(
+            "base: this corpus is far larger than the embedded tiny base (%.2f M parameters) "
+            "is sized for: tiny.epochs=%d would be %s steps (%s tokens), %.1fx tiny.max_tokens="
+            "%s; pretraining stops at that budget (%.2f epochs). tiny-qwen will not learn a "
+            "corpus this size well: for a useful model set model.base to a pretrained Qwen "
+            "(e.g. Qwen/Qwen2.5-0.5B-Instruct, on a GPU); to pretrain the tiny base longer "
+            "anyway, raise tiny.max_tokens",
+            parameters / 1e6,
+            t.epochs,
+            f"{plan.uncapped_steps:,}",
+            f"{plan.uncapped_steps * step_tokens:,}",
+            plan.uncapped_steps * step_tokens / t.max_tokens,
+            f"{t.max_tokens:,}",
+            plan.epochs,
+        )
+
+
+def pretrain(
+    model, docs: list[list[int]], eot: int, t: TinyModelConfig, plan: PretrainPlan
+) -> float:
+    """Full-parameter causal-LM training on re-packed blocks for `plan.steps`; returns the last
+    epoch's mean loss (over the steps it ran, when the token budget ends it early)."""
     import torch
     from tqdm.auto import tqdm
 
     gen = torch.Generator().manual_seed(t.seed)
-    per_epoch = math.ceil((sum(map(len, docs)) + len(docs)) // t.block_size / t.batch_size)
-    steps = t.epochs * per_epoch
+    _announce(plan, t, sum(p.numel() for p in model.parameters()))
+    steps = plan.steps
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=0.01)
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -153,10 +219,13 @@ def pretrain(model, docs: list[list[int]], eot: int, t: TinyModelConfig) -> floa
     )
     model.train()
     bar = tqdm(total=steps, desc="pretrain tiny-qwen", unit="step", mininterval=2)
-    epoch_loss = float("nan")
-    for _ in range(t.epochs):
+    timer = WarmupEstimate("base", steps)
+    epoch_loss, done = float("nan"), 0
+    for _ in range(math.ceil(plan.epochs)):
         losses = []
         for batch in _packed_blocks(docs, eot, t.block_size, gen).split(t.batch_size):
+            if done == steps:  # the token budget ends the last epoch early
+                break
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=t.bf16):
                 loss = model(input_ids=batch, labels=batch).loss
             loss.backward()
@@ -165,11 +234,25 @@ def pretrain(model, docs: list[list[int]], eot: int, t: TinyModelConfig) -> floa
             sched.step()
             opt.zero_grad(set_to_none=True)
             losses.append(loss.item())
+            done += 1
             bar.update()
+            timer.step()
         epoch_loss = sum(losses) / len(losses)
         bar.set_postfix(loss=f"{epoch_loss:.3f}")
     bar.close()
     return epoch_loss
+
+
+def tokenized_corpus(train_rows: list[dict], t: TinyModelConfig) -> tuple[object, list]:
+    """The tiny base's tokenizer, and its pretraining documents as token ids."""
+    docs = _corpus(train_rows)
+    # The tokenizer also sees the rendered chats, so the template's system prompt is few tokens.
+    # Rendering does not depend on the vocabulary: a minimal tokenizer only carries the template.
+    tok = build_tokenizer(docs[:8], 300)
+    rendered = [tok.apply_chat_template(r["conversations"], tokenize=False) for r in train_rows]
+    tok = build_tokenizer(docs + rendered, t.vocab_size)
+    docs += _chat_warmup(tok, train_rows, t.chat_warmup)
+    return tok, [tok(doc, add_special_tokens=False)["input_ids"] for doc in docs]
 
 
 def build_tiny_base(train_rows: list[dict], t: TinyModelConfig, out: Path) -> BaseResult:
@@ -178,21 +261,16 @@ def build_tiny_base(train_rows: list[dict], t: TinyModelConfig, out: Path) -> Ba
 
     start = time.perf_counter()
     torch.manual_seed(t.seed)
-    docs = _corpus(train_rows)
-    # The tokenizer also sees the rendered chats, so the template's system prompt is few tokens.
-    # Rendering does not depend on the vocabulary: a minimal tokenizer only carries the template.
-    tok = build_tokenizer(docs[:8], 300)
-    rendered = [tok.apply_chat_template(r["conversations"], tokenize=False) for r in train_rows]
-    tok = build_tokenizer(docs + rendered, t.vocab_size)
+    tok, ids = tokenized_corpus(train_rows, t)
     model = _new_model(tok, t)
-    docs += _chat_warmup(tok, train_rows, t.chat_warmup)
-    ids = [tok(doc, add_special_tokens=False)["input_ids"] for doc in docs]
-    loss = pretrain(model, ids, tok.pad_token_id, t)
+    plan = plan_pretraining(ids, t)
+    loss = pretrain(model, ids, tok.pad_token_id, t, plan)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
     params = sum(p.numel() for p in model.parameters())
-    return BaseResult(out, True, len(tok), params, loss, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return BaseResult(out, True, len(tok), params, loss, seconds, plan.steps, plan.epochs)
 
 
 def run(cfg: Config) -> BaseResult:
@@ -214,6 +292,8 @@ def run(cfg: Config) -> BaseResult:
             "vocab_size": result.vocab_size,
             "parameters": result.parameters,
             "pretrain_loss": round(result.final_loss, 4),
+            "pretrain_steps": result.steps,
+            "pretrain_epochs": round(result.epochs, 2),
             "seconds": round(result.seconds, 1),
         },
     )

@@ -151,6 +151,7 @@ class TinyModelConfig(_Section):
     block_size: int = Field(gt=8)
     batch_size: int = Field(gt=0)
     epochs: int = Field(gt=0)
+    max_tokens: int = Field(gt=0)  # pretraining budget: epochs x tokens per epoch at most this
     lr: float = Field(gt=0)
     seed: int
     bf16: bool

@@ -1,14 +1,15 @@
 """Training is reproducible and resumable: same inputs give the same adapter file, and a run
-killed with SIGKILL resumes from its last checkpoint when started again."""
+killed with SIGKILL between two checkpoints, even twice, resumes to that very file."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -17,7 +18,14 @@ from pipeline.config import load_config
 from tests.conftest import REPO, TINY_OVERRIDES, make_project, read_rows
 
 pytestmark = pytest.mark.slow
+# 52 training conversations in batches of 4: 13 steps an epoch, 52 in all; a checkpoint every
+# 5 steps, so none falls on an epoch boundary and the kills below land mid-epoch.
 OVERRIDES = {**TINY_OVERRIDES, "train.epochs": 4, "train.batch_size": 4, "train.save_steps": 5}
+STEPS_PER_EPOCH = 13
+# Killed after step 17 (epoch 2; last checkpoint 15), then the resumed run after step 33
+# (epoch 3; last checkpoint 30). Before the fix the order of the epoch a run resumed in was
+# the first epoch's, and the adapter differed.
+KILLS = (17, 33)
 
 
 def _prepared(root):
@@ -35,43 +43,54 @@ def _adapter_sha(cfg) -> str:
     ).hexdigest()
 
 
+def _train_report(cfg) -> dict:
+    return json.loads((cfg.paths.reports / "train.json").read_text())
+
+
+def _run(cfg, *module_args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", *module_args],
+        cwd=cfg.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def test_same_inputs_give_a_bit_identical_adapter_and_sigkill_resumes(tmp_path, monkeypatch):
     cfg = _prepared(tmp_path / "a")
     monkeypatch.chdir(cfg.root)
     first = train.run(cfg)
     reference = _adapter_sha(cfg)
     assert first.metrics["resumed_from_step"] == 0
-    import shutil
+    assert first.metrics["steps"] == 4 * STEPS_PER_EPOCH
 
     shutil.rmtree(cfg.root / "models" / "checkpoints")  # a fresh start, not a resume
     train.run(cfg)
     assert _adapter_sha(cfg) == reference
 
-    # Kill a run once it has written a checkpoint, then run the same command again.
+    # Killed between checkpoints, resumed and killed again between checkpoints, resumed.
     shutil.rmtree(cfg.root / "models" / "checkpoints")
-    command = [sys.executable, "-m", "pipeline", "train"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        command, cwd=cfg.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    marker = cfg.root / "models" / "checkpoints" / "checkpoint-5" / "trainer_state.json"
-    deadline = time.monotonic() + 240
-    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert marker.exists(), "no checkpoint before the deadline"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    again = subprocess.run(
-        command, cwd=cfg.root, env=env, capture_output=True, text=True, timeout=300
-    )
+    last = 0
+    for step in KILLS:
+        killed = _run(cfg, "tests.e2e.killed_train", str(step))
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+        assert (f"resuming from checkpoint-{last}" in killed.stderr) == (last > 0)
+        last = step // cfg.train.save_steps * cfg.train.save_steps
+    checkpoint = cfg.root / "models" / "checkpoints" / f"checkpoint-{last}"
+    # The ChatML embedding rows (trainable_token_indices) are in the checkpoint, trained.
+    from safetensors.torch import load_file
+
+    weights = load_file(checkpoint / "adapter_model.safetensors")
+    rows = [v for k, v in weights.items() if "trainable_tokens_delta" in k]
+    assert rows and all(r.abs().sum() > 0 for r in rows)
+
+    again = _run(cfg, "pipeline", "train")
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "resuming from checkpoint-" in again.stderr
-    resumed = train_report(cfg)
-    assert resumed["resumed_from_step"] >= 5 and resumed["steps"] == first.metrics["steps"]
-    assert _adapter_sha(cfg) == reference  # as good as uninterrupted: the very same weights
-
-
-def train_report(cfg) -> dict:
-    import json
-
-    return json.loads((cfg.paths.reports / "train.json").read_text())
+    assert f"resuming from checkpoint-{last}" in again.stderr
+    resumed = _train_report(cfg)
+    assert resumed["resumed_from_step"] == last and resumed["steps"] == first.metrics["steps"]
+    # Byte-identical safetensors: the same tensors, in the same order, with the same header.
+    assert _adapter_sha(cfg) == reference
