@@ -224,7 +224,8 @@ class _Trainer(Trainer):
     def training_step(self, model, inputs, num_items_in_batch=None):
         self.micro_batches += 1
         self.sequences += _sequences(inputs)
-        self.tokens += useful_tokens(inputs)
+        # Not in place: the count may be a device tensor that callbacks keep a reference to.
+        self.tokens = self.tokens + useful_tokens(inputs)
         return super().training_step(model, inputs, num_items_in_batch)
 
 
@@ -252,12 +253,13 @@ class _Estimate(TrainerCallback):
         tokens = sum(self.trainer.train_dataset["length"]) * args.num_train_epochs
         per_step = tokens / args.world_size / state.max_steps  # this rank's share
         self.timer = WarmupEstimate("train", state.max_steps, state.global_step, mean_work=per_step)
-        self.tokens = self.trainer.tokens
+        self.tokens = int(self.trainer.tokens)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.timer is not None:
-            self.timer.step(self.trainer.tokens - self.tokens)
-            self.tokens = self.trainer.tokens
+            now = int(self.trainer.tokens)  # one read per optimizer step
+            self.timer.step(now - self.tokens)
+            self.tokens = now
 
 
 def data_collator(cfg: Config, tok):

@@ -103,7 +103,7 @@ def test_export_never_deletes_a_folder_it_did_not_write(project, tmp_path):
 def test_export_overwrites_its_own_earlier_export(project, tmp_path, monkeypatch):
     """The whole of export.run with the registry and the model faked: a second export into
     the first one's folder needs --overwrite and then replaces it."""
-    import mlflow
+    from pipeline import registered_model
     from pipeline.modeling import ModelSpec
 
     class Saved:
@@ -116,13 +116,11 @@ def test_export_overwrites_its_own_earlier_export(project, tmp_path, monkeypatch
         def save_pretrained(self, target, **kwargs):
             (Path(target) / self.name).write_text("weights")
 
-    def download(artifact_uri, dst_path):
-        (Path(dst_path) / "artifacts").mkdir()
-        return dst_path
+    def download(uri, into):
+        return ModelSpec.from_config(cfg), Path(into) / "adapter"
 
     monkeypatch.setattr(export, "_require_version", lambda cfg, version: None)
-    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", download)
-    monkeypatch.setattr(ModelSpec, "load", staticmethod(lambda d: ModelSpec.from_config(cfg)))
+    monkeypatch.setattr(registered_model, "download", download)
     monkeypatch.setattr(export, "load_with_adapter", lambda s, a: (Saved("m"), Saved("t")))
     cfg = load_config(project / "params.yaml")
     out = tmp_path / "exported"
