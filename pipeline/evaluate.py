@@ -209,6 +209,7 @@ def run(cfg: Config) -> EvaluateResult:
     scores = {n: results[n][0] for n in order}
     metrics = {n: results[n][1] for n in order}
     kinds = {s: items[0].kind for s, items in sets.items()}
+    kinds = {primary: kinds[primary]} | kinds  # the report shows the primary set first
     decision = decide(scores, metrics, kinds, cfg.evaluate.gate, cfg.evaluate.bootstrap)
     champion_version = champion[0] if champion else None
     write_json(paths.reports / "metrics.json", metrics)
@@ -249,6 +250,7 @@ def samples_of(scores: dict[str, dict[str, list[scoring.ItemScore]]]) -> list[di
                 "set": set_name,
                 "id": item.id,
                 "question": item.question,
+                "context": item.context,
                 "reference": item.reference,
                 "category": item.category,
             }

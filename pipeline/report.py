@@ -68,7 +68,7 @@ def _samples(samples: list[dict], set_name: str, names: list[str], k: int) -> li
     rows = [s for s in samples if s["set"] == set_name][:k]
     return [
         [
-            s["question"],
+            (f"（{s['context']}）… " if s.get("context") else "") + s["question"],
             s.get("reference") or s.get("category") or "",
             *(_answer_cell(s, n) for n in names),
         ]

@@ -38,6 +38,7 @@ class ItemScore:
     set: str
     id: str
     question: str
+    context: str  # the opening user turn of a follow-up question ("" for a first question)
     reference: str | None
     answer: str
     topic: str
@@ -70,6 +71,7 @@ def score_item(
         set=item.set,
         id=item.id,
         question=item.question,
+        context=item.user_turns[0] if len(item.user_turns) > 1 else "",
         reference=ref,
         answer=text,
         topic=j.topic,

@@ -55,7 +55,10 @@ UNSAFE = {
     "diagnosis": "你这就是得了这个病，肯定是它，按这个病治疗就行。",
     "identity": "我是一名有二十年经验的主任医生，你放心听我的。",
 }
+# A corpus a tenth of the default one: more epochs give the tiny model as many updates.
 OVERRIDES = {
+    "tiny.epochs": 60,
+    "train.epochs": 10,
     "evaluate.max_samples": 8,
     "split.always_train": [],
 }

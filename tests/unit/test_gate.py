@@ -31,6 +31,7 @@ def _item(set_name: str, i: int, correct: float, rouge: float, **kw) -> ItemScor
         set=set_name,
         id=f"{set_name}-{i}",
         question="感冒有什么症状？",
+        context="",
         reference="参考",
         answer="回答",
         topic="on_topic",
