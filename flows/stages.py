@@ -4,10 +4,11 @@ dvc.lock after it ran, so a flow run and `dvc repro` take the same decisions.
 For each stage of `pipeline.STAGES` (dvc.yaml's order) the loop asks DVC, just before the stage
 would run and after the stages upstream of it have run and been recorded, whether it changed
 (`Repo.status(targets=[stage])`, what `dvc status <stage>` prints): the check `dvc repro`
-makes. An up-to-date stage is skipped with one log line; a stale one runs
-`pipeline.<stage>.run(cfg)` as a Prefect task (its own log lines and progress bars in the run's
-log, see flows/stagelog.py) and is then committed like `dvc commit --force <stage>` (deps,
-params and outs hashes into dvc.lock, cached outs into .dvc/cache). Outside a DVC project
+makes. An up-to-date stage is skipped with one log line; a stale one is restored from DVC's
+run-cache when `dvc repro` would restore it, else runs `pipeline.<stage>.run(cfg)` as a Prefect
+task (its own log lines and progress bars in the run's log, see flows/stagelog.py); either way
+it is then recorded as `dvc repro` records it (deps, params and outs hashes into dvc.lock,
+cached outs into .dvc/cache). Outside a DVC project
 (no dvc.yaml + .dvc/) every stage runs and nothing is recorded. `force` runs every stage, as
 `dvc repro --force` does.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,12 +78,40 @@ def _describe(entries: list[Any]) -> str:
     return "; ".join(parts)
 
 
-def dvc_commit(root: Path, stage: str) -> None:
-    """Record a stage that just ran in dvc.lock, as `dvc repro` does after running its command."""
+@contextlib.contextmanager
+def _stage(root: Path, name: str) -> Iterator[Any]:
+    """One stage of the project's dvc.yaml, under DVC's repository lock."""
     from dvc.repo import Repo
 
-    with contextlib.chdir(root), Repo(str(root)) as repo:
-        repo.commit(stage, force=True)
+    with contextlib.chdir(root), Repo(str(root)) as repo, repo.lock:
+        [stage] = repo.stage.collect(name)
+        yield stage
+
+
+def restore_from_run_cache(root: Path, name: str) -> bool:
+    """`dvc repro`'s shortcut: a stale stage that already ran with these very deps, params and
+    command gets its outputs back from DVC's run-cache instead of running again."""
+    from dvc.stage.cache import RunCacheNotFoundError
+
+    with _stage(root, name) as stage:
+        try:
+            stage.repo.stage_cache.restore(stage)
+        except RunCacheNotFoundError:
+            return False
+    return True
+
+
+def record(root: Path, name: str) -> None:
+    """Record a stage that just ran (or was restored) as `dvc repro` does after running its
+    command: hashes into dvc.lock, cached outs into .dvc/cache, and a run-cache entry only when
+    every output is cached (a stage with side effects, like register, is never replayed)."""
+    with _stage(root, name) as stage:
+        uncached = any(
+            not out.use_cache for out in stage.outs if not (out.is_metric or out.is_plot)
+        )
+        stage.save(run_cache=not uncached)
+        stage.commit()
+        stage.dvcfile.dump_stages([stage], update_pipeline=False)
 
 
 def stage_function(name: str) -> Callable[[Any], Any]:
@@ -91,15 +120,15 @@ def stage_function(name: str) -> Callable[[Any], Any]:
 
 
 def stage_task(name: str):
-    """A Prefect task running `pipeline.<name>.run(cfg)` (then recording it in dvc.lock when
-    `record`); it returns the stage's result object as is."""
+    """A Prefect task running `pipeline.<name>.run(cfg)`, then recording it in dvc.lock when
+    `dvc`; it returns the stage's result object as is."""
 
-    def run_stage(params_path: str, record: bool) -> Any:
+    def run_stage(params_path: str, dvc: bool) -> Any:
         cfg = load_config(params_path)
         with shutdown.on_signal(f"stage {name}"), stage_logs(get_run_logger()):
             result = stage_function(name)(cfg)
-        if record:
-            dvc_commit(cfg.root, name)
+        if dvc:
+            record(cfg.root, name)
         return result
 
     return task(run_stage, name=name, cache_policy=NO_CACHE, retries=0)
@@ -136,6 +165,10 @@ def run_stages(
         if reason is None:
             logger.info("stage %s: up to date (dvc status), skipped", name)
             runs.append(StageRun(name, False, "up to date", 0.0))
+        elif dvc and not force and restore_from_run_cache(root, name):
+            record(root, name)
+            logger.info("stage %s: restored from DVC's run-cache (%s), not run", name, reason)
+            runs.append(StageRun(name, False, f"restored from run-cache ({reason})", 0.0))
         else:
             runs.append(_run_one(name, reason, params_path, dvc, (on_failure or {}).get(name)))
         if name in (after or {}):
@@ -143,13 +176,13 @@ def run_stages(
     return runs
 
 
-def _run_one(name: str, reason: str, params_path: str, record: bool, on_failure: Hook | None):
+def _run_one(name: str, reason: str, params_path: str, dvc: bool, on_failure: Hook | None):
     logger = get_run_logger()
     logger.info("stage %s: started (%s)", name, reason)
     start = time.monotonic()
     try:
         with shutdown.on_signal(f"stage {name}"):
-            result = stage_task(name)(params_path, record)
+            result = stage_task(name)(params_path, dvc)
     except BaseException as exc:
         logger.error(
             "stage %s: failed after %.1f s: %s", name, time.monotonic() - start, _one_line(exc)

@@ -57,9 +57,10 @@ def _cmd(name: str, index: int) -> list[str]:
     return [sys.executable, "stage.py", name, SECTION[name], dep]
 
 
-@pytest.fixture
-def dvc_project(tmp_path: Path) -> Path:
-    root = tmp_path / "p"
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """The stand-in project, built once by `dvc repro`."""
+    root = tmp_path_factory.mktemp("stand-in") / "p"
     (root / "data").mkdir(parents=True)
     (root / "data" / "in.txt").write_text("raw\n")
     (root / "stage.py").write_text(STAGE_SCRIPT)
@@ -78,6 +79,12 @@ def dvc_project(tmp_path: Path) -> Path:
     _dvc(root, "init", "-q")
     _dvc(root, "repro")
     return root
+
+
+@pytest.fixture
+def dvc_project(built: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the built project per test (DVC keeps only relative paths)."""
+    return Path(shutil.copytree(built, tmp_path / "p", symlinks=True))
 
 
 @pytest.fixture
@@ -150,6 +157,27 @@ def test_a_changed_param_runs_what_dvc_repro_runs(
     assert first.reason == f"changed deps: params.yaml ({SECTION[expected[0]]} modified)"
     assert first.result == {"stage": expected[0]}  # the stage's own result, as is
     assert "up to date" in _dvc(dvc_project, "status")  # each stage recorded in dvc.lock
+    assert (dvc_project / "dvc.lock").read_text() == (twin / "dvc.lock").read_text()
+
+
+def test_a_change_undone_is_restored_from_the_run_cache_as_dvc_repro_does(
+    dvc_project, loop, tmp_path
+):
+    original = yaml.safe_load((dvc_project / "params.yaml").read_text())["train"]["lr"]
+    _set_param(dvc_project, "train.lr", 0.5)
+    loop.run_stages(str(dvc_project / "params.yaml"))
+    _set_param(dvc_project, "train.lr", original)  # back: dvc status lists train again
+    assert _dvc(dvc_project, "status").startswith("train:")
+    twin = tmp_path / "twin"
+    shutil.copytree(dvc_project, twin, symlinks=True)
+    loop.called.clear()
+
+    runs = loop.run_stages(str(dvc_project / "params.yaml"))
+
+    assert loop.called == [] == _repro_runs(twin)  # outputs come back from .dvc/cache/runs
+    restored = [r.stage for r in runs if r.reason.startswith("restored from run-cache")]
+    assert restored == ["train", "evaluate", "register"]
+    assert "up to date" in _dvc(dvc_project, "status")
     assert (dvc_project / "dvc.lock").read_text() == (twin / "dvc.lock").read_text()
 
 
