@@ -27,7 +27,7 @@ def _aliases(cfg) -> dict[str, str]:
     from pipeline import registry
 
     c = registry.client(cfg)
-    return {a: v for a, v in c.get_registered_model(cfg.register_.model_name).aliases.items()}
+    return {a: str(v) for a, v in c.get_registered_model(cfg.register_.model_name).aliases.items()}
 
 
 def _tag(cfg, version: int, key: str) -> str | None:
@@ -38,7 +38,11 @@ def _tag(cfg, version: int, key: str) -> str | None:
 
 
 def _paused_run(api: Prefect, log: Path, proc: subprocess.Popen):
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStateName
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateName,
+    )
     from prefect.client.schemas.sorting import FlowRunSort
 
     found = []
@@ -47,7 +51,9 @@ def _paused_run(api: Prefect, log: Path, proc: subprocess.Popen):
         assert proc.poll() is None, servers.tail(log)
         runs = api(
             "read_flow_runs",
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterStateName(any_=["Paused"])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Paused"]))
+            ),
             sort=FlowRunSort.START_TIME_DESC,
         )
         found[:] = runs[:1]

@@ -99,7 +99,7 @@ def test_sigterm_stops_the_flow_within_seconds_and_training_resumes(flow_built, 
     text, _ = _flow(root, tmp_path)
 
     assert "train: resuming from checkpoint-" in text, text[-6000:]  # the stage's own log line
-    assert "stage train: started (changed deps: params.yaml (train modified))" in text
+    assert "stage train: started (changed deps: params.yaml (train modified)" in text
     assert "stage train: done in" in text
     assert "progress: 100% " in text  # the Trainer's progress bar, as log lines
     for name in ("ingest", "validate", "split", "base", "preprocess"):
