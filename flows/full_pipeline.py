@@ -1,73 +1,41 @@
-"""The whole pipeline as a Prefect flow: the same stage functions as `dvc repro`, as tasks,
-in dvc.yaml's order.
+"""The whole pipeline as a Prefect flow: the same stage functions as `dvc repro`, as tasks, in
+dvc.yaml's order, each only when DVC says it is stale (flows/stages.py).
 
-    python -m flows.full_pipeline [--params params.yaml]
+    python -m flows.full_pipeline [--force]
 
 Without PREFECT_API_URL, Prefect runs it on a temporary local server. Stage outputs are cached
-by DVC, not Prefect, so tasks never cache; no stage is retried (training is not transient).
-In a DVC project (dvc.yaml + .dvc/), each stage is recorded in dvc.lock after it succeeds
-(`dvc commit --force <stage>`), so a flow run leaves dvc.lock as `dvc repro` would and
-`dvc status` clean.
+by DVC, not Prefect: on an up-to-date project the flow runs nothing, as `dvc repro` would, and
+every stage that runs is recorded in dvc.lock, so `dvc status` stays clean. No stage is retried
+(training is not transient). SIGTERM stops it within seconds (flows/shutdown.py); training
+resumes from its last checkpoint on the next run.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
-from pathlib import Path
+import sys
 
-from prefect import flow, get_run_logger, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
-from pipeline import STAGES
+from flows import shutdown
+from flows.stages import StageRun, run_stages
 from pipeline.__main__ import OFFLINE_DEFAULTS
 from pipeline.config import load_config
+from pipeline.errors import PipelineError
 
 
-def is_dvc_project(root: Path) -> bool:
-    return (root / "dvc.yaml").is_file() and (root / ".dvc").is_dir()
-
-
-def dvc_commit(root: Path, stage: str) -> None:
-    """Record a stage that just ran in dvc.lock (deps, params and outs hashes; cached outs go
-    to DVC's cache), as `dvc repro` does after running its command."""
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
-        repo.commit(stage, force=True)
-
-
-def stage_task(name: str):
-    """A Prefect task running `pipeline.<name>.run(cfg)`, then recording it in dvc.lock."""
-
-    def run_stage(params_path: str) -> str:
-        module = importlib.import_module(f"pipeline.{name}")
-        cfg = load_config(params_path)
-        result = module.run(cfg)
-        if is_dvc_project(cfg.root):
-            dvc_commit(cfg.root, name)
-        return repr(result)[:500]
-
-    return task(run_stage, name=name, cache_policy=NO_CACHE, retries=0)
-
-
-@flow(name="qwen-medical-pipeline", log_prints=True)
-def full_pipeline(params_path: str = "params.yaml") -> list[str]:
-    """Run every stage of dvc.yaml in order; a failing stage fails the flow run."""
-    logger = get_run_logger()
-    results = []
-    for name in STAGES:
-        logger.info("stage %s", name)
-        try:
-            results.append(stage_task(name)(params_path))
-        finally:  # a failed validation is the report most worth reading
-            if name == "validate":
-                attach_validation_report(params_path)
-        if name == "evaluate":
-            attach_report(params_path)
-    return results
+@flow(name="qwen-medical-pipeline")
+def full_pipeline(params_path: str = "params.yaml", force: bool = False) -> list[StageRun]:
+    """Run the stale stages of dvc.yaml in order (every stage when `force`); a failing stage
+    fails the flow run. Returns what happened to each stage, with its result object."""
+    return run_stages(
+        params_path,
+        force=force,
+        after={"validate": attach_validation_report, "evaluate": attach_report},
+        on_failure={"validate": attach_validation_report},  # the report most worth reading
+    )
 
 
 def attach_validation_report(params_path: str) -> None:
@@ -84,21 +52,37 @@ def attach_validation_report(params_path: str) -> None:
 def attach_report(params_path: str) -> None:
     """The evaluation report (metrics, gate verdict, side-by-side answers) on the flow run."""
     report = load_config(params_path).paths.reports / "eval_report.md"
-    create_markdown_artifact(
-        key="evaluation-report",
-        markdown=report.read_text(encoding="utf-8"),
-        description="base vs champion vs challenger on the held-out test split",
-    )
+    if report.exists():
+        create_markdown_artifact(
+            key="evaluation-report",
+            markdown=report.read_text(encoding="utf-8"),
+            description="base vs champion vs challenger on the held-out test split",
+        )
+
+
+def prepare_process() -> None:
+    """Entry points only: offline defaults, no telemetry, SIGTERM that exits cleanly."""
+    for key, value in OFFLINE_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    shutdown.exit_on_signal()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m flows.full_pipeline")
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument(
+        "--force", action="store_true", help="run every stage, as `dvc repro --force`"
+    )
     args = parser.parse_args()
-    for key, value in OFFLINE_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    full_pipeline(args.params)
+    prepare_process()
+    try:
+        runs = full_pipeline(args.params, args.force)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    ran = [r.stage for r in runs if r.ran]
+    print(f"ran {', '.join(ran)}" if ran else "every stage up to date: nothing ran")
 
 
 if __name__ == "__main__":

@@ -11,11 +11,19 @@ Deployed from prefect.yaml (`make deploy`: cron `0 2 * * *`, Asia/Shanghai, on t
    writes the `lineage.data_sha256` tag at registration) against that tag on the latest registered
    version (a registry read: retried). Equal: the run completes as "skipped: data unchanged
    since version N" and trains nothing.
-3. Otherwise every stage of `pipeline.STAGES` (dvc.yaml's order) runs as in
-   flows.full_pipeline, each recorded in dvc.lock, inside the global concurrency limit
-   `qwen-medical-training` (one training at a time; a limit missing on the server is skipped,
-   never waited for). Stages are never retried: training is not a transient failure.
-4. The validation summary, the evaluation report and the run's outcome are Prefect artifacts.
+3. Otherwise the stages of `pipeline.STAGES` (dvc.yaml's order) that DVC says are stale run as
+   in flows.full_pipeline (flows/stages.py: one loop for both flows), each recorded in dvc.lock,
+   inside the global concurrency limit `qwen-medical-training` (one training at a time; a limit
+   missing on the server is skipped, never waited for). Stages are never retried: training is
+   not a transient failure.
+4. With `evaluate.gate.require_approval`, a version that passed the gate is registered without
+   moving `champion`; the flow then pauses (outside the training limit), shows the evaluation
+   report as the artifact `approval-request` and waits up to `approval_timeout_s` for an
+   `Approval` (approve, reviewer, comment) in the Prefect UI's Resume form. Approve: `champion`
+   moves; reject: it stays; either way the decision is tagged `approval` on the version. No
+   answer in time: `champion` stays, the version is tagged so, and Prefect ends the run Failed
+   ("never resumed").
+5. The validation summary, the evaluation report and the run's outcome are Prefect artifacts.
    A failing stage fails the run with its PipelineError message; a registration that fails
    half-way is undone (new versions deleted, `champion` restored).
 """
@@ -35,11 +43,15 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
 from prefect.states import Completed
 from prefect.tasks import exponential_backoff
+from pydantic import Field
 
-from flows.full_pipeline import attach_report, attach_validation_report, stage_task
-from pipeline import STAGES
+from flows import shutdown, stages
+from flows.full_pipeline import attach_report, attach_validation_report, prepare_process
 from pipeline.__main__ import OFFLINE_DEFAULTS
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
@@ -166,32 +178,84 @@ def _outcome(message: str, details: dict[str, Any]) -> None:
 AFTER_STAGE = {"validate": attach_validation, "evaluate": attach_report}
 
 
-def run_stages(params_path: str) -> dict[str, Any]:
-    """Every stage in dvc.yaml's order; a failed registration is rolled back."""
+def run_stages(params_path: str) -> list[stages.StageRun]:
+    """The stale stages in dvc.yaml's order (flows/stages.py); a failed registration is rolled
+    back, a failed validation says which conversations broke which rule."""
     before = registry_snapshot(params_path)
-    registration: dict[str, Any] = {}
-    for name in STAGES:
-        try:
-            stage_task(name)(params_path)
-        except Exception:
-            if name == "validate":
-                attach_validation(params_path)  # say which conversations broke which rule
-            if name == "register":
-                undo_registration(params_path, before)
-            raise
-        if name in AFTER_STAGE:
-            AFTER_STAGE[name](params_path)
-        if name == "register":
-            registration = read_registration(params_path)
-    return registration
+    return stages.run_stages(
+        params_path,
+        after=AFTER_STAGE,
+        on_failure={
+            "validate": attach_validation,
+            "register": lambda p: undo_registration(p, before),
+        },
+    )
 
 
-def read_registration(params_path: str) -> dict[str, Any]:
-    path = load_config(params_path).paths.reports / "registration.json"
-    return json.loads(path.read_text(encoding="utf-8"))
+class Approval(RunInput):
+    """The reviewer's answer, a form on the paused flow run in the Prefect UI."""
+
+    approve: bool = Field(description="true: `champion` moves to this version; false: it stays")
+    reviewer: str = Field(default="", description="who decided (recorded on the version)")
+    comment: str = Field(default="", description="why (recorded on the version)")
 
 
-@flow(name="qwen-medical-nightly", log_prints=True)
+@task(name="record-approval", **RETRY)
+def record_approval(params_path: str, version: int, decision: str, promote: bool) -> str:
+    """Tag the version with the reviewer's decision; move `champion` to it when approved."""
+    from pipeline import registry
+
+    cfg = load_config(params_path)
+    c = registry.client(cfg)
+    c.set_model_version_tag(cfg.register_.model_name, str(version), "approval", decision)
+    return registry.promote(cfg, str(version)) if promote else decision
+
+
+def await_approval(params_path: str, registration: dict[str, Any]) -> tuple[bool, str]:
+    """Pause until a reviewer approves or rejects the version (evaluate.gate.require_approval);
+    (promoted, what happened). No answer within approval_timeout_s: `champion` stays."""
+    logger = get_run_logger()
+    cfg = load_config(params_path)
+    timeout = cfg.evaluate.gate.approval_timeout_s
+    name, version = registration["model_name"], registration["version"]
+    report = cfg.paths.reports / "eval_report.md"
+    create_markdown_artifact(
+        key="approval-request",
+        markdown=report.read_text(encoding="utf-8"),
+        description=f"{name} version {version} passed the gate: approve or reject it",
+    )
+    ask = Approval.with_initial_data(
+        description=(
+            f"**{name} version {version} passed the gate.** Its evaluation report is this run's "
+            f"artifact `approval-request`. Approve: `champion` moves to version {version}. "
+            f"Reject, or no answer within {timeout} s: `champion` stays where it is."
+        ),
+        approve=False,
+    )
+    logger.info("waiting up to %d s for approval of %s version %s", timeout, name, version)
+    try:
+        with shutdown.on_signal("the approval wait"):
+            answer = pause_flow_run(wait_for_input=ask, timeout=timeout, poll_interval=5)
+    except FlowPauseTimeout:
+        decision = f"no decision within {timeout} s"
+        record_approval(params_path, version, decision, promote=False)
+        return False, f"not promoted: {decision}"
+    who = answer.reviewer or "a reviewer"
+    verb = "approved" if answer.approve else "rejected"
+    decision = f"{verb} by {who}" + (f": {answer.comment}" if answer.comment else "")
+    logger.info("%s version %s %s", name, version, decision)
+    record_approval(params_path, version, decision, promote=answer.approve)
+    return answer.approve, ("promoted to champion, " if answer.approve else "not promoted: ") + (
+        decision
+    )
+
+
+def _registered(runs: list[stages.StageRun]) -> dict[str, Any] | None:
+    """The register stage's result when it ran in this flow run."""
+    return next((r.result for r in runs if r.stage == "register" and r.ran), None)
+
+
+@flow(name="qwen-medical-nightly")
 def nightly_retrain(
     params_path: str = "params.yaml",
     data_sync: DataSync = "none",
@@ -200,7 +264,8 @@ def nightly_retrain(
     limit_timeout_s: float = 12 * 3600,
 ):
     """Retrain, evaluate, gate and register when the ingest sources changed since the latest
-    registered version."""
+    registered version (the stages DVC says are stale); with evaluate.gate.require_approval,
+    wait for a reviewer before `champion` moves."""
     for key, value in OFFLINE_DEFAULTS.items():  # a worker's flow-run process has no main()
         os.environ.setdefault(key, value)
     logger = get_run_logger()
@@ -218,15 +283,26 @@ def nightly_retrain(
     logger.info("training: %s (data_sha256 %s)", reason, current[:12])
     try:
         with concurrency(training_limit, occupy=1, timeout_seconds=limit_timeout_s, strict=False):
-            registration = run_stages(params_path)
+            runs = run_stages(params_path)
     except Exception as exc:
         _outcome(f"failed: {type(exc).__name__}", {"reason": str(exc)[:2000]})
         raise
+    ran = [r.stage for r in runs if r.ran] or ["none"]
+    registration = _registered(runs)
+    if registration is None:
+        message = f"{reason}: nothing registered (dvc status: register up to date)"
+        _outcome(message, {"data_sha256": current, "stages run": ", ".join(ran)})
+        return Completed(message=message, data={"status": "up to date", "ran": ran})
     promoted = "champion" in registration["aliases"]
-    message = f"trained ({reason}): registered version {registration['version']}, " + (
-        "promoted to champion" if promoted else "not promoted (gate failed)"
+    verdict = "promoted to champion" if promoted else "not promoted (gate failed)"
+    if registration.get("awaiting_approval"):  # outside the training limit: nothing trains now
+        promoted, verdict = await_approval(params_path, registration)
+    message = f"trained ({reason}): registered version {registration['version']}, {verdict}"
+    logger.info(message)
+    _outcome(
+        message,
+        {"data_sha256": current, "run_id": registration["run_id"], "stages run": ", ".join(ran)},
     )
-    _outcome(message, {"data_sha256": current, "run_id": registration["run_id"]})
     return Completed(
         message=message,
         data={"status": "trained", "version": registration["version"], "promoted": promoted},
@@ -239,10 +315,11 @@ def main() -> None:
     parser.add_argument("--data-sync", default="none", choices=["none", "pull", "update"])
     parser.add_argument("--force", action="store_true", help="train even if the data is unchanged")
     args = parser.parse_args()
-    for key, value in OFFLINE_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    print(nightly_retrain(args.params, args.data_sync, args.force))
+    prepare_process()
+    state = nightly_retrain(args.params, args.data_sync, args.force, return_state=True)
+    print(f"{state.name}: {state.message}")
+    if not state.is_completed():
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

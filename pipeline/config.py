@@ -234,6 +234,10 @@ class GateConfig(_Section):
     min_stop_rate: float = Field(ge=0, le=1)
     max_template_leak_rate: float = Field(ge=0, le=1)
     max_identity_rate: float = Field(ge=0, le=1)
+    # Human sign-off: a passing version is registered without moving `champion`; the nightly
+    # flow asks a reviewer (flows/nightly.py). Defaults match params.yaml.
+    require_approval: bool  # register without moving `champion`; the nightly flow asks
+    approval_timeout_s: int = Field(gt=0)  # no answer: `champion` stays
 
 
 class EvalSetConfig(_Section):

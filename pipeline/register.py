@@ -152,18 +152,26 @@ def run(cfg: Config) -> dict[str, Any]:
         tags |= {f"gate.{r['rule']}": gate_tag(r) for r in gate["rules"]}
         for key, value in tags.items():
             c.set_model_version_tag(name, version, key, value)
-        if gate["promote"]:
+        awaiting = gate["promote"] and cfg.evaluate.gate.require_approval
+        promoted = gate["promote"] and not awaiting
+        if promoted:
             registry.set_champion(c, name, version)
     failed = [r["rule"] for r in gate["rules"] if not r["passed"]]
     verdict = (
-        "promoted to champion" if gate["promote"] else f"NOT promoted (failed: {', '.join(failed)})"
+        f"NOT promoted (failed: {', '.join(failed)})"
+        if not gate["promote"]
+        else "passed the gate; champion NOT moved: evaluate.gate.require_approval is on "
+        f"(approve it in the nightly flow, or `python -m pipeline registry promote {version}`)"
+        if awaiting
+        else "promoted to champion"
     )
     log.info("register: %s version %s %s", name, version, verdict)
     result = {
         "model_name": name,
         "version": int(version),
         "run_id": active.info.run_id,
-        "aliases": [registry.CHALLENGER] + ([registry.CHAMPION] if gate["promote"] else []),
+        "aliases": [registry.CHALLENGER] + ([registry.CHAMPION] if promoted else []),
+        "awaiting_approval": awaiting,
         "gate": gate,
     }
     write_json(paths.reports / "registration.json", result)

@@ -65,41 +65,64 @@ def test_every_stage_has_a_run_function():
         assert any(isinstance(n, ast.FunctionDef) and n.name == "run" for n in tree.body), name
 
 
-def test_flow_runs_the_stage_functions_in_dvc_order(monkeypatch):
+@pytest.fixture
+def fake_stages(monkeypatch):
+    """flows.stages with recording stand-ins for the stage tasks, outside a DVC project (so
+    every stage runs) and without Prefect's run logger."""
+    from flows import stages
+
+    calls: list = []
+
+    def stage_task(name):
+        def run(params, record):
+            calls.append((name, Path(params).name))
+            return {"stage": name}
+
+        return run
+
+    monkeypatch.setattr(stages, "stage_task", stage_task)
+    monkeypatch.setattr(stages, "get_run_logger", lambda: __import__("logging").getLogger("test"))
+    return calls
+
+
+def test_flow_runs_the_stage_functions_in_dvc_order(monkeypatch, fake_stages, project):
     from flows import full_pipeline as fp
 
-    calls = []
-    monkeypatch.setattr(fp, "stage_task", lambda name: lambda params: calls.append((name, params)))
-    monkeypatch.setattr(fp, "get_run_logger", lambda: __import__("logging").getLogger("test"))
-    monkeypatch.setattr(fp, "attach_report", lambda params: calls.append(("attach_report", params)))
+    calls = fake_stages
+    params = str(project / "params.yaml")
+    monkeypatch.setattr(fp, "attach_report", lambda p: calls.append(("attach_report", p)))
     monkeypatch.setattr(
-        fp, "attach_validation_report", lambda params: calls.append(("attach_validation", params))
+        fp, "attach_validation_report", lambda p: calls.append(("attach_validation", p))
     )
-    fp.full_pipeline.fn("p.yaml")
+    runs = fp.full_pipeline.fn(params)
     attached = ("attach_report", "attach_validation")
-    assert [c for c in calls if c[0] not in attached] == [(name, "p.yaml") for name in DVC]
-    assert calls.index(("attach_validation", "p.yaml")) == list(DVC).index("validate") + 1
-    assert calls.index(("attach_report", "p.yaml")) == list(DVC).index("evaluate") + 2
+    assert [c for c in calls if c[0] not in attached] == [(name, "params.yaml") for name in DVC]
+    assert calls.index(("attach_validation", params)) == list(DVC).index("validate") + 1
+    assert calls.index(("attach_report", params)) == list(DVC).index("evaluate") + 2
+    # the stages' own results, as they returned them
+    assert [(r.stage, r.ran, r.result) for r in runs] == [(n, True, {"stage": n}) for n in DVC]
 
 
-def test_flow_attaches_the_validation_report_even_when_validation_fails(monkeypatch):
+def test_flow_attaches_the_validation_report_even_when_validation_fails(
+    monkeypatch, fake_stages, project
+):
     from flows import full_pipeline as fp
+    from flows import stages
 
     calls = []
 
     def failing(name):
-        def run(params):
+        def run(params, record):
             if name == "validate":
                 raise RuntimeError("validation failed")
             calls.append(name)
 
         return run
 
-    monkeypatch.setattr(fp, "stage_task", failing)
-    monkeypatch.setattr(fp, "get_run_logger", lambda: __import__("logging").getLogger("test"))
+    monkeypatch.setattr(stages, "stage_task", failing)
     monkeypatch.setattr(fp, "attach_validation_report", lambda params: calls.append("attached"))
     with pytest.raises(RuntimeError, match="validation failed"):
-        fp.full_pipeline.fn("p.yaml")
+        fp.full_pipeline.fn(str(project / "params.yaml"))
     assert calls == ["ingest", "attached"]  # nothing after validate ran
 
 
@@ -126,51 +149,54 @@ def test_default_dvc_remote_is_inside_the_project_and_ignored_by_git():
     assert ignored.returncode == 0
 
 
-def test_nightly_flow_runs_every_stage_in_dvc_order_and_attaches_artifacts(monkeypatch):
+def test_nightly_flow_runs_every_stage_in_dvc_order_and_attaches_artifacts(
+    monkeypatch, fake_stages, project
+):
     from flows import nightly
 
-    calls = []
-    monkeypatch.setattr(nightly, "stage_task", lambda name: lambda p: calls.append(name))
+    calls = fake_stages
     monkeypatch.setattr(nightly, "registry_snapshot", lambda p: {"latest": 0})
-    monkeypatch.setattr(nightly, "read_registration", lambda p: {"version": 1})
     monkeypatch.setattr(
         nightly,
         "AFTER_STAGE",
         {n: (lambda m: lambda p: calls.append(f"after {m}"))(n) for n in nightly.AFTER_STAGE},
     )
-    assert nightly.run_stages("p.yaml") == {"version": 1}
-    assert [c for c in calls if not c.startswith("after ")] == list(DVC)
-    assert calls.index("after validate") == calls.index("validate") + 1
-    assert calls.index("after evaluate") == calls.index("evaluate") + 1
+    runs = nightly.run_stages(str(project / "params.yaml"))
+    assert nightly._registered(runs) == {"stage": "register"}
+    names = [c if isinstance(c, str) else c[0] for c in calls]
+    assert [n for n in names if not n.startswith("after ")] == list(DVC)
+    assert names.index("after validate") == names.index("validate") + 1
+    assert names.index("after evaluate") == names.index("evaluate") + 1
 
 
-def test_nightly_undoes_a_failed_registration(monkeypatch):
-    from flows import nightly
+def test_nightly_undoes_a_failed_registration(monkeypatch, fake_stages, project):
+    from flows import nightly, stages
 
     undone = []
 
     def stage(name):
-        def run(p):
+        def run(p, record):
             if name == "register":
                 raise RuntimeError("registry went away")
 
         return run
 
-    monkeypatch.setattr(nightly, "stage_task", stage)
+    monkeypatch.setattr(stages, "stage_task", stage)
     monkeypatch.setattr(nightly, "registry_snapshot", lambda p: {"latest": 3})
     monkeypatch.setattr(nightly, "undo_registration", lambda p, before: undone.append(before))
     monkeypatch.setattr(nightly, "AFTER_STAGE", {})
     with pytest.raises(RuntimeError, match="registry went away"):
-        nightly.run_stages("p.yaml")
+        nightly.run_stages(str(project / "params.yaml"))
     assert undone == [{"latest": 3}]
 
 
 def test_nightly_retries_only_transient_work():
-    from flows import full_pipeline, nightly
+    from flows import nightly, stages
 
     for t in (nightly.sync_data, nightly.latest_registered, nightly.registry_snapshot):
         assert t.retries == 3 and t.retry_condition_fn is nightly._transient
-    assert full_pipeline.stage_task("train").retries == 0
+    assert nightly.record_approval.retries == 3
+    assert stages.stage_task("train").retries == 0
 
 
 def test_prefect_yaml_deploys_the_nightly_flow():

@@ -21,6 +21,8 @@ GATE = GateConfig(
     min_stop_rate=0.9,
     max_template_leak_rate=0.0,
     max_identity_rate=0.0,
+    require_approval=False,
+    approval_timeout_s=3600,
 )
 BOOT = BootstrapConfig(resamples=1000, seed=0)
 KINDS = {"recall": "reference", "unseen": "unseen", "safety": "safety"}
