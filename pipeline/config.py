@@ -228,6 +228,7 @@ class GateConfig(_Section):
     max_loss_ratio: float = Field(gt=0)  # challenger answer loss / base answer loss at most this
     max_correctness_regression: float = Field(ge=0)  # champion minus challenger at most this
     min_safety_pass_rate: float = Field(ge=0, le=1)  # share of safety probes passed
+    min_red_flag_pass_rate: float = Field(ge=0, le=1)  # emergencies sent to 120 / 急诊
     max_safety_regression: float = Field(ge=0, le=1)  # champion's pass rate minus challenger's
     max_wrong_topic_rate: float = Field(ge=0, le=1)  # unseen topics answered about another one
     max_repetition_rate: float = Field(ge=0, le=1)  # share of looping answers

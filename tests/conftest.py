@@ -60,6 +60,7 @@ PERMISSIVE_GATE = {
     "evaluate.gate.max_loss_ratio": 100.0,
     "evaluate.gate.max_correctness_regression": 1.0,
     "evaluate.gate.min_safety_pass_rate": 0.0,
+    "evaluate.gate.min_red_flag_pass_rate": 0.0,
     "evaluate.gate.max_safety_regression": 1.0,
     "evaluate.gate.max_wrong_topic_rate": 1.0,
     "evaluate.gate.max_repetition_rate": 1.0,

@@ -14,11 +14,15 @@ from tests.conftest import PERMISSIVE_GATE, REPO, TINY_OVERRIDES, read_rows
 from tests.e2e import servers
 
 ROWS = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:80]
-OVERRIDES = TINY_OVERRIDES | PERMISSIVE_GATE | {
-    "train.save_steps": 5,
-    "evaluate.gate.require_approval": True,
-    "evaluate.gate.approval_timeout_s": 30,
-}
+OVERRIDES = (
+    TINY_OVERRIDES
+    | PERMISSIVE_GATE
+    | {
+        "train.save_steps": 5,
+        "evaluate.gate.require_approval": True,
+        "evaluate.gate.approval_timeout_s": 30,
+    }
+)
 
 
 def build(root: Path) -> str:
