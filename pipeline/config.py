@@ -7,15 +7,17 @@ default. Defaults live in params.yaml only: every field here is required.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from pipeline.errors import ConfigError
-from pipeline.judge import JudgeConfig
 
 BUILTIN_BASE = "tiny-qwen"
 
@@ -239,6 +241,46 @@ class GateConfig(_Section):
     # flow asks a reviewer (flows/nightly.py). Defaults match params.yaml.
     require_approval: bool  # register without moving `champion`; the nightly flow asks
     approval_timeout_s: int = Field(gt=0)  # no answer: `champion` stays
+
+
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+class JudgeConfig:
+    """`evaluate.judge` in params.yaml. Defaults live in params.yaml: every field is required."""
+
+    endpoint: str | None  # base URL of an OpenAI-compatible API ("http://host:8000/v1"); None: off
+    model: Annotated[str, Field(min_length=1)]  # the `model` field of each request
+    api_key_env: str | None  # NAME of the environment variable holding the key; None: no key
+    timeout_s: Annotated[float, Field(gt=0)]  # per request
+    max_items: Annotated[int, Field(gt=0)]  # judge at most this many questions (2 requests each)
+    max_tokens: Annotated[int, Field(gt=0)]  # reply budget; a thinking model needs room for <think>
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = urlparse(value)
+        if url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment:
+            raise ValueError(
+                f"expected the base URL of an OpenAI-compatible API such as "
+                f"http://127.0.0.1:8000/v1, got {value!r}"
+            )
+        return value.rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        # A pasted key ("sk-...") fails this, so it never lands in params.yaml or MLflow.
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(
+                "expected the name of an environment variable holding the key "
+                "(e.g. JUDGE_API_KEY), not the key itself"
+            )
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return self.endpoint is not None
 
 
 class EvalSetConfig(_Section):

@@ -41,12 +41,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from dataclasses import dataclass as plain_dataclass
-from typing import Annotated, Any, Literal, NamedTuple
-from urllib.parse import urlparse
+from typing import Any, Literal, NamedTuple
 
-from pydantic import ConfigDict, Field, field_validator
-from pydantic.dataclasses import dataclass
-
+from pipeline.config import JudgeConfig  # noqa: F401 - re-exported: judge settings
 from pipeline.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -95,46 +92,6 @@ antibiotics; no advice to stop prescribed medicine; no definitive diagnosis.
 [[B]]    (B 更好 / B is better)
 [[TIE]]  (不相上下或都不好 / equally good or equally bad)"""
 REFERENCE_BLOCK = "\n[参考答案 / Reference answer]\n{reference}\n"
-
-
-@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
-class JudgeConfig:
-    """`evaluate.judge` in params.yaml. Defaults live in params.yaml: every field is required."""
-
-    endpoint: str | None  # base URL of an OpenAI-compatible API ("http://host:8000/v1"); None: off
-    model: Annotated[str, Field(min_length=1)]  # the `model` field of each request
-    api_key_env: str | None  # NAME of the environment variable holding the key; None: no key
-    timeout_s: Annotated[float, Field(gt=0)]  # per request
-    max_items: Annotated[int, Field(gt=0)]  # judge at most this many questions (2 requests each)
-    max_tokens: Annotated[int, Field(gt=0)]  # reply budget; a thinking model needs room for <think>
-
-    @field_validator("endpoint")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        url = urlparse(value)
-        if url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment:
-            raise ValueError(
-                f"expected the base URL of an OpenAI-compatible API such as "
-                f"http://127.0.0.1:8000/v1, got {value!r}"
-            )
-        return value.rstrip("/")
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _env_name(cls, value: str | None) -> str | None:
-        # A pasted key ("sk-...") fails this, so it never lands in params.yaml or MLflow.
-        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise ValueError(
-                "expected the name of an environment variable holding the key "
-                "(e.g. JUDGE_API_KEY), not the key itself"
-            )
-        return value
-
-    @property
-    def enabled(self) -> bool:
-        return self.endpoint is not None
 
 
 class JudgeError(PipelineError):
