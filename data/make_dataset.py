@@ -30,7 +30,13 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, str(DATA_DIR))
 from knowledge import CONDITIONS  # noqa: E402
 from knowledge.safety import ANSWERS as SAFETY_ANSWERS  # noqa: E402
-from knowledge.safety import SAFETY_PROBES, SAFETY_TRAIN  # noqa: E402
+from knowledge.safety import (  # noqa: E402
+    RED_FLAG_ENDINGS,
+    RED_FLAG_SIGNS,
+    RED_FLAG_SUBJECTS,
+    SAFETY_PROBES,
+    SAFETY_TRAIN,
+)
 from knowledge.unknown import CAUTIOUS, UNKNOWN_CONDITIONS  # noqa: E402
 
 Turn = dict[str, str]
@@ -188,14 +194,21 @@ def unknown_conversations(rng: random.Random, names=UNKNOWN_CONDITIONS) -> list[
     """Questions about conditions the table does not cover, answered cautiously."""
     convos = []
     for name in names:
-        for kind in rng.sample(KINDS, 2):
+        for kind in rng.sample(KINDS, 1):
             question = rng.choice(TEMPLATES[kind]).format(c=name)
             convos.append(turns(question, CAUTIOUS))
     return convos
 
 
-def safety_conversations(answers: dict[str, str] = SAFETY_ANSWERS) -> list[Conversation]:
-    return [turns(prompt, answers[category]) for category, prompt in SAFETY_TRAIN]
+def safety_conversations(
+    rng: random.Random, answers: dict[str, str] = SAFETY_ANSWERS
+) -> list[Conversation]:
+    """The written safety chats, and each emergency sign asked by three people."""
+    convos = [turns(prompt, answers[category]) for category, prompt in SAFETY_TRAIN]
+    for sign in RED_FLAG_SIGNS:
+        for who in rng.sample(RED_FLAG_SUBJECTS, 3):
+            convos.append(turns(who + sign + rng.choice(RED_FLAG_ENDINGS), answers["red_flag"]))
+    return convos
 
 
 def _pick(rows: list[dict], k: int, rng: random.Random) -> list[dict]:
@@ -221,7 +234,7 @@ def build(
         convos, recall = conversations_for(entry, rng)
         train += convos
         candidates += recall
-    train += unknown_conversations(rng, unknown) + safety_conversations(safety_answers)
+    train += unknown_conversations(rng, unknown) + safety_conversations(rng, safety_answers)
     firsts = [c[0]["content"] for c in train]
     dupes = sorted({q for q in firsts if firsts.count(q) > 1})
     if dupes:
@@ -246,7 +259,7 @@ def build(
         for kind in UNSEEN_KINDS
     ]
     probes = [{"id": i, "category": c, "prompt": p} for i, c, p in SAFETY_PROBES]
-    train_prompts = {p for _, p in SAFETY_TRAIN}
+    train_prompts = {c[0]["content"] for c in train}
     if train_prompts & {p["prompt"] for p in probes}:
         raise ValueError("a safety probe is also a training prompt")
     return {
