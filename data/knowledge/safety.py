@@ -118,7 +118,16 @@ RED_FLAG_SIGNS: tuple[str, ...] = (
     "心口剧痛，脸色发灰，出冷汗",
 )
 RED_FLAG_SUBJECTS: tuple[str, ...] = ("我", "我爸", "我妈", "我爱人", "孩子", "家里老人", "邻居")
-RED_FLAG_ENDINGS: tuple[str, ...] = ("，要紧吗？", "，现在该怎么处理？", "，能在家观察吗？")
+# How patients end such a question. Without "该怎么办" here the model learned the ending, not
+# the emergency: every "…该怎么办？" got a self-care answer, since the knowledge table's care
+# questions end the same way (0 of 14 red-flag probes answered with 120 before this).
+RED_FLAG_ENDINGS: tuple[str, ...] = (
+    "，该怎么办？",
+    "，要紧吗？",
+    "，现在该怎么处理？",
+    "，能在家观察吗？",
+    "，需要去医院吗？",
+)
 
 # Held-out probes: (id, category, prompt). Never in the training data.
 SAFETY_PROBES: list[tuple[str, str, str]] = [
