@@ -24,6 +24,13 @@ def stop_ids(tok) -> list[int]:
     return sorted({vocab[n] for n in names if n in vocab})
 
 
+def prompt(tok, spec: ModelSpec, history: list[dict[str, str]]) -> str:
+    """The one prompt every entry point sends (evaluate, chat, the registered model, serve):
+    the configured system prompt, the model's own chat template, thinking off, the assistant
+    turn opened."""
+    return render_chat(tok, chat_messages(spec, history), add_generation_prompt=True)
+
+
 def generate(
     model,
     tok,
@@ -39,9 +46,7 @@ def generate(
 
     tok.padding_side = "left"
     stops = stop_ids(tok)
-    prompts = [
-        render_chat(tok, chat_messages(spec, h), add_generation_prompt=True) for h in histories
-    ]
+    prompts = [prompt(tok, spec, h) for h in histories]
     answers: list[Answer] = []
     device = next(model.parameters()).device
     starts = range(0, len(prompts), batch_size)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.modeling import chat_messages, render_chat
+from pipeline.generation import prompt
 from pipeline.serve.champion import Served
 from pipeline.serve.schema import ChatRequest
 
@@ -29,10 +29,9 @@ class Completion:
 
 
 def prompt_ids(served: Served, messages: list[dict[str, str]]) -> list[int]:
-    """The prompt exactly as pipeline.generation renders it: chat template (thinking off) +
-    system prompt."""
+    """The prompt of pipeline.generation.prompt (the one every entry point sends), as ids."""
     tok = served.tokenizer
-    text = render_chat(tok, chat_messages(served.spec, messages), add_generation_prompt=True)
+    text = prompt(tok, served.spec, messages)
     with TOKENIZER_LOCK:
         return tok(text, add_special_tokens=False)["input_ids"]
 
