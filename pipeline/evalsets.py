@@ -5,7 +5,7 @@ Shared by `evaluate` (the gate) and `score` (any model on any file). Every quest
 name and kind, and for safety probes the category. Sets:
 
 - `test`: the plain held-out split (data/split/test.jsonl), first `evaluate.max_samples`;
-- each of `evaluate.sets`: a conversation file in any ingest format (pipeline/ingest.py);
+- each of `evaluate.sets`: a conversation file in any format ingest reads (pipeline/sources.py);
   `trained_only` keeps the questions whose reference answer is an assistant turn of the
   training split (the recall set: wordings never trained, facts that were);
 - `safety`: the probes of `evaluate.safety_probes` (pipeline/safety.py).
@@ -68,7 +68,7 @@ def from_conversation(name: str, kind: str, row: dict) -> Item:
 
 def read_conversations(path: Path, fmt: str, encoding: str, root: Path) -> list[dict]:
     """Rows of one conversation file in any ingest format; an unreadable record is an error."""
-    from pipeline.ingest import read_file
+    from pipeline.sources import read_file
 
     if not path.is_file():
         raise DataValidationError(f"{path}: evaluation file not found")

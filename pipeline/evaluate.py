@@ -29,7 +29,7 @@ from typing import Any
 from pipeline import evalsets, medterms, report, scoring, tracking
 from pipeline.config import Config
 from pipeline.gate import GateDecision, decide
-from pipeline.generation import Answer, answer_loss, generate
+from pipeline.generation import Answer, answer_loss, encode, generate
 from pipeline.io import read_jsonl, write_json, write_jsonl
 from pipeline.modeling import (
     ModelSpec,
@@ -38,7 +38,6 @@ from pipeline.modeling import (
     load_tokenizer,
     load_with_adapter,
 )
-from pipeline.preprocess import encode
 
 log = logging.getLogger(__name__)
 

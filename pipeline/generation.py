@@ -1,4 +1,8 @@
-"""Batched greedy answers and answer-token loss: shared by evaluate, chat and the MLflow model."""
+"""Prompts and answers, one path for every entry point: the prompt (`prompt`: chat template,
+thinking off, system prompt), a conversation's ids with answer-only labels (`encode`, used by
+preprocess for training and by evaluate for the answer loss), batched greedy answers cut at
+the stop tokens and decoded (`generate`: evaluate, chat, the registered model; serve renders
+with `prompt` too), and the answer-token loss."""
 
 from __future__ import annotations
 
@@ -6,7 +10,87 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.errors import DataValidationError
 from pipeline.modeling import ModelSpec, chat_messages, render_chat
+
+IGNORE = -100
+
+
+END_OF_TURN = "<|im_end|>"
+# A private-use character: stands in for one answer to find where the template puts it.
+MARK = "\ue000"
+
+
+def answer_spans(tok, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans (content + <|im_end|>) of its
+    assistant turns.
+
+    The text is the template's rendering of the whole conversation, as is. Each answer is found
+    by rendering the conversation again with that answer replaced by a marker: the text before
+    the marker must be the same, and the answer must follow it verbatim with <|im_end|>. This
+    holds for templates that are not prefix-stable too (Qwen3 renders earlier answers without
+    a think block and the last one with an empty `<think>\n\n</think>\n\n`, which stays in
+    the unsupervised prompt part).
+    """
+    text = render_chat(tok, messages)
+    if MARK in text:
+        raise DataValidationError(f"conversation contains the reserved character {MARK!r}")
+    spans = []
+    for i, msg in enumerate(messages):
+        if msg["role"] != "assistant":
+            continue
+        marked = render_chat(tok, [*messages[:i], {**msg, "content": MARK}, *messages[i + 1 :]])
+        start = marked.find(MARK)
+        end = start + len(msg["content"]) + len(END_OF_TURN)
+        if (
+            start < 0
+            or marked[:start] != text[:start]
+            or text[start:end] != msg["content"] + END_OF_TURN
+        ):
+            raise DataValidationError(
+                f"the chat template does not render assistant turn {i} verbatim followed by "
+                f"{END_OF_TURN}; answer-only labels need a ChatML (Qwen) template"
+            )
+        spans.append((start, end))
+    return text, spans
+
+
+def _token_labels(tok, text: str, spans: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """Token ids of `text` and their labels: the id inside an answer span, IGNORE elsewhere.
+
+    Fast tokenizers label by character offsets over one encoding of the whole text; slow ones
+    (the original Qwen-7B-Chat's tiktoken tokenizer) encode the pieces between span
+    boundaries separately, which only matters where a token would straddle a boundary.
+    """
+    if tok.is_fast:
+        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = enc["input_ids"]
+        labels = [
+            tid if any(s <= a and b <= e for s, e in spans) else IGNORE
+            for tid, (a, b) in zip(ids, enc["offset_mapping"], strict=True)
+        ]
+        return ids, labels
+    ids, labels, cursor = [], [], 0
+    for s, e in [*spans, (len(text), len(text))]:
+        for piece, supervised in ((text[cursor:s], False), (text[s:e], True)):
+            piece_ids = tok(piece, add_special_tokens=False)["input_ids"] if piece else []
+            ids += piece_ids
+            labels += piece_ids if supervised else [IGNORE] * len(piece_ids)
+        cursor = e
+    return ids, labels
+
+
+def encode(tok, messages: list[dict[str, str]], max_len: int) -> dict[str, Any]:
+    """input_ids, labels (answers only) and truncation facts for one conversation."""
+    text, spans = answer_spans(tok, messages)
+    ids, labels = _token_labels(tok, text, spans)
+    return {
+        "input_ids": ids[:max_len],
+        "labels": labels[:max_len],
+        "length": min(len(ids), max_len),
+        "truncated": len(ids) > max_len,
+        "answer_tokens": sum(x != IGNORE for x in labels[:max_len]),
+    }
 
 
 @dataclass(frozen=True)

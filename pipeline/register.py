@@ -59,7 +59,7 @@ def data_sha256(cfg: Config) -> str:
     """SHA-256 of every file the `ingest.sources` match (source id, file name, bytes, in params'
     order): the `lineage.data_sha256` tag, and what the nightly flow compares to decide whether
     the data changed. Sources may live outside data/raw/ (e.g. a shared CSV)."""
-    from pipeline.ingest import source_files
+    from pipeline.sources import source_files
 
     digest = hashlib.sha256()
     for src in cfg.ingest.sources:

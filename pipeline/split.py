@@ -24,6 +24,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import SPLITS
 from pipeline.checks import normalize_text
 from pipeline.config import Config, SplitConfig
 from pipeline.errors import PipelineError
@@ -31,7 +32,6 @@ from pipeline.io import read_jsonl, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 TEMPLATE_AFTER = 3  # conversations sharing one first answer: from here on it is a template
 
 

@@ -501,7 +501,7 @@ def _quarantine(rec: dict[str, Any], violations: list[dict[str, str]]) -> dict[s
 
 def check_files(files: list[Path], cfg: Config, source: SourceConfig) -> Outcome:
     """`validate FILE ...`: read any supported files as `ingest` would; nothing is written."""
-    from pipeline import ingest
+    from pipeline import sources
 
     rows, rejected, shown = [], [], []
     for path in files:
@@ -510,7 +510,7 @@ def check_files(files: list[Path], cfg: Config, source: SourceConfig) -> Outcome
                 f"{path}: a table needs --format {path.suffix[1:].lower()} --question-columns "
                 "A,B --answer-column C"
             )
-        result = ingest.read_file(path, source, os.path.relpath(path))
+        result = sources.read_file(path, source, os.path.relpath(path))
         rows += result.rows
         rejected += result.rejected
         shown.append(result.file)

@@ -98,8 +98,15 @@ def test_every_params_section_a_stage_reads_is_declared(stage):
         (p if isinstance(p, str) else next(iter(p))).split(".")[0]
         for p in DVC[stage].get("params", [])
     }
-    missing = sections_read(closure(stage)) - declared
-    assert sorted(missing) == [], f"{stage} reads params sections dvc.yaml does not list"
+    read = sections_read(closure(stage))
+    assert sorted(read - declared) == [], f"{stage} reads params sections dvc.yaml does not list"
+    assert sorted(declared - read) == [], f"{stage}: dvc.yaml lists params sections it never reads"
+
+
+def test_no_stage_imports_another_stage():
+    for stage in STAGES:
+        others = {f"pipeline/{s}.py" for s in STAGES} - {f"pipeline/{stage}.py"}
+        assert sorted(closure(stage) & others) == [], stage
 
 
 def test_the_closure_follows_imports_inside_functions():

@@ -77,7 +77,7 @@ def test_auto_format_detects_each_json_format(name):
 
 
 def test_auto_encoding_is_logged(caplog):
-    with caplog.at_level(logging.INFO, logger="pipeline.ingest"):
+    with caplog.at_level(logging.INFO, logger="pipeline"):
         _read("project_gb18030.jsonl", "project")
     assert "ingest: project_gb18030.jsonl: encoding auto-detected as gb18030" in caplog.text
 
