@@ -37,6 +37,6 @@ def test_quantized_lora_trains_and_evaluates(tmp_path, monkeypatch, mode):
     config = json.loads((cfg.paths.adapter_dir / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA" and config["r"] == 64
     result = evaluate.run(cfg)
-    assert set(result.metrics) == {"base", "challenger"}
+    assert set(result.metrics) == {"constant", "base", "challenger"}
     loss = {who: result.metrics[who]["test"]["answer_loss"] for who in ("base", "challenger")}
     assert loss["challenger"] < loss["base"]
