@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -18,10 +19,9 @@ from pipeline.config import load_config
 from tests.conftest import REPO, TINY_OVERRIDES, make_project, read_rows
 
 pytestmark = pytest.mark.slow
-# 52 training conversations in batches of 4: 13 steps an epoch, 52 in all; a checkpoint every
-# 5 steps, so none falls on an epoch boundary and the kills below land mid-epoch.
+# About 55 training conversations in batches of 4: 13-14 steps an epoch; a checkpoint every
+# 5 steps, so the kills below land mid-epoch and between checkpoints (checked in the test).
 OVERRIDES = {**TINY_OVERRIDES, "train.epochs": 4, "train.batch_size": 4, "train.save_steps": 5}
-STEPS_PER_EPOCH = 13
 # Killed after step 17 (epoch 2; last checkpoint 15), then the resumed run after step 33
 # (epoch 3; last checkpoint 30). Before the fix the order of the epoch a run resumed in was
 # the first epoch's, and the adapter differed.
@@ -64,8 +64,10 @@ def test_same_inputs_give_a_bit_identical_adapter_and_sigkill_resumes(tmp_path, 
     monkeypatch.chdir(cfg.root)
     first = train.run(cfg)
     reference = _adapter_sha(cfg)
+    per_epoch = math.ceil(len(read_rows(cfg.paths.split_file("train"))) / 4)
     assert first.metrics["resumed_from_step"] == 0
-    assert first.metrics["steps"] == 4 * STEPS_PER_EPOCH
+    assert first.metrics["steps"] == 4 * per_epoch
+    assert all(k % per_epoch and k % 5 and k < 4 * per_epoch for k in KILLS)
 
     shutil.rmtree(cfg.root / "models" / "checkpoints")  # a fresh start, not a resume
     train.run(cfg)
