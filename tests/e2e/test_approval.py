@@ -121,9 +121,12 @@ def test_approve_reject_and_timeout(flow_built, tmp_path):
         assert _aliases(cfg)["champion"] == "2"
         assert _tag(cfg, 3, "approval") == "rejected by dr-wang"
 
-        # 3. No answer within approval_timeout_s: champion stays, the run fails "never resumed".
+        # 3. No answer within approval_timeout_s: champion stays. The flow records "no decision"
+        # and completes, unless the server marks the expired pause first ("never resumed").
         run, text = decide("timeout", None)
-        assert run.state.is_failed() and "never resumed" in run.state.message, run.state
+        assert (run.state.is_failed() and "never resumed" in run.state.message) or (
+            run.state.is_completed() and run.state.message.endswith("no decision within 30 s")
+        ), run.state
         assert _aliases(cfg)["champion"] == "2"
         assert _tag(cfg, 4, "approval") == "no decision within 30 s"
         assert (

@@ -70,6 +70,9 @@ def _set(root: Path, section: str, key: str, value) -> None:
 def test_sigterm_stops_the_flow_within_seconds_and_training_resumes(flow_built, tmp_path):
     root = flow_project.copy(flow_built, tmp_path / "p")
     _set(root, "train", "lr", 0.0021)
+    # Long enough that the SIGTERM lands mid-training on an idle machine too (at 2 epochs the
+    # whole flow could finish between two looks for checkpoint-5).
+    _set(root, "train", "epochs", 30)
     assert flow_project.dvc_status(root).startswith("train:")
     log = tmp_path / "flow.log"
     proc = flow_project.start(
@@ -77,7 +80,10 @@ def test_sigterm_stops_the_flow_within_seconds_and_training_resumes(flow_built, 
     )
     try:
         checkpoint = root / "models" / "checkpoints" / "checkpoint-5"
-        flow_project.wait_for(checkpoint.exists, 600, "checkpoint-5", log)
+        flow_project.wait_for(
+            lambda: checkpoint.exists() or proc.poll() is not None, 600, "checkpoint-5", log
+        )
+        assert proc.poll() is None, "the flow ended before the first checkpoint"
         sent = time.monotonic()
         os.killpg(proc.pid, signal.SIGTERM)  # the flow and its temporary server alike
         proc.wait(timeout=GRACE_S + 20)
