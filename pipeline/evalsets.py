@@ -146,7 +146,8 @@ def file_sets(paths: list[Path], root: Path) -> dict[str, list[Item]]:
         if not path.is_file():
             raise DataValidationError(f"{path}: file not found")
         name = path.stem
-        first = path.read_text(encoding="utf-8", errors="replace").lstrip().split("\n", 1)[0]
+        with path.open(encoding="utf-8", errors="replace") as f:
+            first = next((line for line in f if line.strip()), "")
         try:
             is_probe = set(json.loads(first)) == {"id", "category", "prompt"}
         except (json.JSONDecodeError, TypeError):

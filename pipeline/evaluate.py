@@ -146,12 +146,9 @@ def training_answers(cfg: Config) -> medterms.TrainingAnswers | None:
     return medterms.TrainingAnswers.from_rows(read_jsonl(path)) if path.is_file() else None
 
 
-def constant_baseline(cfg: Config, sets: Sets, training: medterms.TrainingAnswers | None):
+def constant_baseline(sets: Sets, training: medterms.TrainingAnswers):
     """Scores of the constant answer (pipeline/scoring.py) on every set, and the answer."""
-    rows = read_jsonl(cfg.paths.split_file("train"))
-    text = scoring.constant_answer(
-        [t["content"] for r in rows for t in r["conversations"] if t["role"] == "assistant"]
-    )
+    text = scoring.constant_answer(list(training.texts))
     answers = {s: scoring.constant_answers(text, len(items)) for s, items in sets.items()}
     return summarize(sets, answers, None, training=training), text
 
@@ -186,22 +183,18 @@ def download_version(
     return version, spec, adapter
 
 
-def _champion(cfg: Config, into: Path) -> tuple[str, ModelSpec, Path] | None:
-    return download_version(cfg, into)
-
-
 def run(cfg: Config) -> EvaluateResult:
     paths = cfg.paths
     sets = evalsets.pipeline_sets(cfg)
     spec = ModelSpec.from_config(cfg)
     primary = cfg.evaluate.gate.primary_set
-    training = training_answers(cfg)
+    training = medterms.TrainingAnswers.from_rows(read_jsonl(paths.split_file("train")))
     generated = _base_and_challenger(spec, paths.adapter_dir, sets, cfg)
     with tempfile.TemporaryDirectory() as tmp:
-        champion = _champion(cfg, Path(tmp))
+        champion = download_version(cfg, Path(tmp))  # the champion, if any
         if champion is not None:
             generated["champion"] = _champion_answers(champion, sets, cfg)
-    results = {"constant": constant_baseline(cfg, sets, training)[0]}
+    results = {"constant": constant_baseline(sets, training)[0]}
     for name, (answers, loss) in generated.items():
         results[name] = summarize(sets, answers, loss, primary, training)
     order = [n for n in ("constant", "base", "champion", "challenger") if n in results]

@@ -77,8 +77,8 @@ def run(
     all_scores = {"model": scores}
     rules = []
     intervals: dict[str, dict[str, float | int]] = {}
-    if cfg.paths.split_file("train").is_file():
-        (c_scores, c_metrics), _ = constant_baseline(cfg, sets, training)
+    if training is not None:
+        (c_scores, c_metrics), _ = constant_baseline(sets, training)
         metrics = {"constant": c_metrics, **metrics}
         all_scores = {"constant": c_scores, **all_scores}
         for s, items in sets.items():

@@ -17,6 +17,7 @@ Conventions (also in the README and the evaluation report):
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 
 
@@ -92,16 +93,11 @@ def repetition(text: str, n: int = 4) -> float:
     return 1 - len(set(grams)) / len(grams) if grams else 0.0
 
 
-_TAIL_LOOP = None
+_TAIL_LOOP = re.compile(r"(.{2,12}?)\1{2,}[^\S]*.{0,12}$", re.S)
 
 
 def looping(text: str) -> bool:
     """True for an answer that loops (see the module docstring)."""
-    import re
-
-    global _TAIL_LOOP
-    if _TAIL_LOOP is None:
-        _TAIL_LOOP = re.compile(r"(.{2,12}?)\1{2,}[^\S]*.{0,12}$", re.S)
     compact = "".join(text.split())
     return repetition(compact) >= 0.3 or bool(_TAIL_LOOP.search(compact))
 
