@@ -3,6 +3,7 @@ import pytest
 from pipeline.config import SplitConfig
 from pipeline.split import assign
 from pipeline.textmetrics import bleu4, repetition, rouge_l, rouge_n, words
+from tests.conftest import REPO
 
 SPLIT = SplitConfig(
     seed=42, val_fraction=0.1, test_fraction=0.2, always_train=("感冒有什么症状？",)
@@ -34,3 +35,22 @@ def test_character_rouge_l_and_bleu4():
         repetition("的的的的的的的") == pytest.approx(0.75) and repetition("多喝水注意休息") == 0.0
     )
     assert 0 < bleu4("多喝水", "多喝水注意休息") < bleu4("多喝水注意", "多喝水注意休息") < 1
+
+
+def test_looping_flags_loops_and_not_the_hand_written_answers():
+    import json
+
+    from pipeline.textmetrics import looping
+
+    assert looping("血压高，血压高，血压高，血压高")  # the real-corpus loop
+    assert looping("注意休息，多喝水。多喝水。多喝水。")  # a tail that repeats
+    assert looping("的的的的的的的的的的")
+    assert not looping("感冒常见症状有流鼻涕、鼻塞、打喷嚏、喉咙痛和咳嗽，一般一周左右自愈。")
+    raw = (REPO / "data" / "raw" / "medical_dialogues.jsonl").read_text(encoding="utf-8")
+    answers = {
+        t["content"]
+        for line in raw.splitlines()
+        for t in json.loads(line)["conversations"]
+        if t["role"] == "assistant"
+    }
+    assert not [a for a in answers if looping(a)]
