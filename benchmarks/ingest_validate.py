@@ -47,10 +47,11 @@ def main() -> None:
     args = parser.parse_args()
     if not args.corpus.exists():
         sys.exit(f"{args.corpus}: not found (the shared real corpus; --corpus PATH)")
-    for key in ("GX_ANALYTICS_ENABLED", "MLFLOW_DISABLE_TELEMETRY"):
-        os.environ.setdefault(key, "false" if key.startswith("GX") else "true")
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     sys.path.insert(0, str(REPO))
+    from pipeline.environment import offline_env
+
+    offline_env(hub_offline=True)
     w0, c0 = time.perf_counter(), time.process_time()
     import great_expectations  # noqa: F401  (imported lazily by validate; timed apart)
 
@@ -89,7 +90,7 @@ def main() -> None:
     print(
         f"cores: {os.cpu_count()}, load average at start: {load:.2f}, end: {os.getloadavg()[0]:.2f}"
     )
-    print(f"ingest:   {ingested['records']:,} records in {t1 - t0:.2f} s ({c1 - c0:.2f} s CPU)")
+    print(f"ingest:   {ingested.records:,} records in {t1 - t0:.2f} s ({c1 - c0:.2f} s CPU)")
     print(
         f"validate: {result['kept']:,} kept, {result['quarantined']:,} quarantined "
         f"in {t2 - t1:.2f} s ({c2 - c1:.2f} s CPU; GX suite, Data Docs, quarantine, MLflow run)"

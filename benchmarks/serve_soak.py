@@ -339,8 +339,9 @@ def main() -> None:
     parser.add_argument("--move-every", type=float, default=2.0, help="seconds between moves")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))  # this checkout's pipeline (and tests, for the tiny project)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from pipeline.environment import offline_env
+
+    offline_env(hub_offline=True)
     if args.project:
         ok = soak(args.project.resolve(), args)
     else:

@@ -13,7 +13,6 @@ resumes from its last checkpoint on the next run.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from prefect import flow
@@ -21,8 +20,8 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows import shutdown
 from flows.stages import StageRun, run_stages
-from pipeline.__main__ import OFFLINE_DEFAULTS
 from pipeline.config import load_config
+from pipeline.environment import offline_env
 from pipeline.errors import PipelineError
 
 
@@ -62,9 +61,7 @@ def attach_report(params_path: str) -> None:
 
 def prepare_process() -> None:
     """Entry points only: offline defaults, no telemetry, SIGTERM that exits cleanly."""
-    for key, value in OFFLINE_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    offline_env()
     shutdown.exit_on_signal()
 
 

@@ -32,11 +32,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from prefect import flow, get_run_logger, task
@@ -52,9 +51,12 @@ from pydantic import Field
 
 from flows import shutdown, stages
 from flows.full_pipeline import attach_report, attach_validation_report, prepare_process
-from pipeline.__main__ import OFFLINE_DEFAULTS
 from pipeline.config import load_config
+from pipeline.environment import offline_env
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    from pipeline.register import RegisterResult
 
 TRAINING_LIMIT = "qwen-medical-training"  # global concurrency limit (make deploy creates it)
 DataSync = Literal["none", "pull", "update"]
@@ -211,13 +213,13 @@ def record_approval(params_path: str, version: int, decision: str, promote: bool
     return registry.promote(cfg, str(version)) if promote else decision
 
 
-def await_approval(params_path: str, registration: dict[str, Any]) -> tuple[bool, str]:
+def await_approval(params_path: str, registration: RegisterResult) -> tuple[bool, str]:
     """Pause until a reviewer approves or rejects the version (evaluate.gate.require_approval);
     (promoted, what happened). No answer within approval_timeout_s: `champion` stays."""
     logger = get_run_logger()
     cfg = load_config(params_path)
     timeout = cfg.evaluate.gate.approval_timeout_s
-    name, version = registration["model_name"], registration["version"]
+    name, version = registration.model_name, registration.version
     report = cfg.paths.reports / "eval_report.md"
     create_markdown_artifact(
         key="approval-request",
@@ -250,7 +252,7 @@ def await_approval(params_path: str, registration: dict[str, Any]) -> tuple[bool
     )
 
 
-def _registered(runs: list[stages.StageRun]) -> dict[str, Any] | None:
+def _registered(runs: list[stages.StageRun]) -> RegisterResult | None:
     """The register stage's result when it ran in this flow run."""
     return next((r.result for r in runs if r.stage == "register" and r.ran), None)
 
@@ -266,8 +268,7 @@ def nightly_retrain(
     """Retrain, evaluate, gate and register when the ingest sources changed since the latest
     registered version (the stages DVC says are stale); with evaluate.gate.require_approval,
     wait for a reviewer before `champion` moves."""
-    for key, value in OFFLINE_DEFAULTS.items():  # a worker's flow-run process has no main()
-        os.environ.setdefault(key, value)
+    offline_env()  # a worker's flow-run process has no main()
     logger = get_run_logger()
     logger.info(sync_data(params_path, data_sync))
     current = data_fingerprint(params_path)
@@ -293,19 +294,19 @@ def nightly_retrain(
         message = f"{reason}: nothing registered (dvc status: register up to date)"
         _outcome(message, {"data_sha256": current, "stages run": ", ".join(ran)})
         return Completed(message=message, data={"status": "up to date", "ran": ran})
-    promoted = "champion" in registration["aliases"]
+    promoted = registration.promoted
     verdict = "promoted to champion" if promoted else "not promoted (gate failed)"
-    if registration.get("awaiting_approval"):  # outside the training limit: nothing trains now
+    if registration.awaiting_approval:  # outside the training limit: nothing trains now
         promoted, verdict = await_approval(params_path, registration)
-    message = f"trained ({reason}): registered version {registration['version']}, {verdict}"
+    message = f"trained ({reason}): registered version {registration.version}, {verdict}"
     logger.info(message)
     _outcome(
         message,
-        {"data_sha256": current, "run_id": registration["run_id"], "stages run": ", ".join(ran)},
+        {"data_sha256": current, "run_id": registration.run_id, "stages run": ", ".join(ran)},
     )
     return Completed(
         message=message,
-        data={"status": "trained", "version": registration["version"], "promoted": promoted},
+        data={"status": "trained", "version": registration.version, "promoted": promoted},
     )
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.environment import require_project_interpreter
+from pipeline.environment import offline_env, require_project_interpreter
 
 # Before any third-party import: dvc may have started us with a Python that lacks them.
 require_project_interpreter(sys.argv[1:])
@@ -58,14 +58,6 @@ EXIT_CODES = {
     8: "the LLM judge (evaluate.judge) failed or could not be reached",
     INTERNAL: "unexpected internal error (PIPELINE_TRACEBACK=1 shows the traceback)",
     INTERRUPTED: "interrupted (Ctrl-C)",
-}
-
-OFFLINE_DEFAULTS = {
-    "GX_ANALYTICS_ENABLED": "false",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "TOKENIZERS_PARALLELISM": "false",
 }
 
 
@@ -202,8 +194,7 @@ def _dispatch(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    for key, value in OFFLINE_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+    offline_env()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

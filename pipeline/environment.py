@@ -1,4 +1,5 @@
-"""Which Python runs the pipeline: one with the project's dependencies, or none at all.
+"""The process environment: which Python runs the pipeline (one with the project's
+dependencies, or none at all), and the offline settings every entry point starts with.
 
 `dvc repro` runs each stage's `python -m pipeline ...` with whatever `python` comes first on
 PATH, also when dvc itself was started as `.venv/bin/dvc`: a system Python could run one stage
@@ -21,6 +22,30 @@ DIST = "qwen-medical-mlops"
 CHECKOUT = Path(__file__).resolve().parents[1]
 REEXEC_FLAG = "PIPELINE_REEXEC"  # set on the re-run: never loop between interpreters
 EXIT_CODE = 7  # errors.SetupError.exit_code (this module runs before any other import)
+
+# No telemetry, no analytics calls, no tokenizer thread pools forked into workers. The one
+# place these are written: the CLI, both flows, the tests, the benchmarks and the servers the
+# tests start all apply them (`offline_env`), each only where the user has not set it.
+OFFLINE_DEFAULTS = {
+    "GX_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+}
+
+
+def offline_env(env: dict[str, str] | None = None, hub_offline: bool = False) -> dict[str, str]:
+    """Apply OFFLINE_DEFAULTS to `env` (default: this process's os.environ) where unset, and
+    HF_HUB_OFFLINE=1 with `hub_offline` (tests, benchmarks: no hub is reachable there); the
+    CLI leaves the hub reachable for a hub `model.base`). Returns `env`."""
+    target = os.environ if env is None else env
+    for key, value in OFFLINE_DEFAULTS.items():
+        target.setdefault(key, value)
+    if hub_offline:
+        target.setdefault("HF_HUB_OFFLINE", "1")
+    return target
 
 
 def _requirements() -> list[str]:

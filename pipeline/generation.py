@@ -2,7 +2,7 @@
 thinking off, system prompt), a conversation's ids with answer-only labels (`encode`, used by
 preprocess for training and by evaluate for the answer loss), batched greedy answers cut at
 the stop tokens and decoded (`generate`: evaluate, chat, the registered model; serve renders
-with `prompt` too), and the answer-token loss."""
+with `prompt` and ends its answers with `finish` too), and the answer-token loss."""
 
 from __future__ import annotations
 
@@ -146,18 +146,18 @@ def generate(
                 eos_token_id=stops,
                 pad_token_id=tok.pad_token_id,
             )
-        for row in out[:, enc["input_ids"].shape[1] :].tolist():
-            cut = next((j for j, t in enumerate(row) if t in stops), None)
-            body = row if cut is None else row[:cut]
-            answers.append(
-                Answer(
-                    tok.decode(body, skip_special_tokens=True).strip(),
-                    cut is not None,
-                    len(body),
-                    tok.decode(body),
-                )
-            )
+        answers += [finish(tok, row, stops) for row in out[:, enc["input_ids"].shape[1] :].tolist()]
     return answers
+
+
+def finish(tok, row: list[int], stops: list[int]) -> Answer:
+    """The answer in generated token ids (prompt excluded): cut at the first stop token, decoded
+    without special tokens and stripped (`raw`: decoded with them, for template leaks). Every
+    entry point's answer text comes from here (generate; serve's engine)."""
+    cut = next((j for j, t in enumerate(row) if t in stops), None)
+    body = row if cut is None else row[:cut]
+    text = tok.decode(body, skip_special_tokens=True).strip()
+    return Answer(text, cut is not None, len(body), tok.decode(body))
 
 
 def answer_loss(model, tok, dataset, batch_size: int = 16) -> dict[str, Any]:

@@ -13,24 +13,33 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from dataclasses import asdict, dataclass
 
 from pipeline.config import Config
 from pipeline.io import atomic_dir, write_json, write_jsonl
-from pipeline.sources import (  # noqa: F401 - the reading API, also under this stage's name
-    FileResult,
-    IngestError,
-    conversation_id,
-    normalize,
-    read_file,
-    read_sources,
-    source_files,
-)
+from pipeline.sources import read_sources
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: Config) -> dict[str, Any]:
+@dataclass(frozen=True)
+class IngestResult:
+    """What ingest read: records = conversations + rejected, and per file its encoding and
+    counts (also data/reports/ingest.json)."""
+
+    records: int
+    conversations: int
+    rejected: int
+    files: dict[str, dict[str, int | str]]
+
+    def __str__(self) -> str:
+        return (
+            f"ingest: {self.records} record(s) from {len(self.files)} file(s): "
+            f"{self.conversations} conversation(s), {self.rejected} rejected"
+        )
+
+
+def run(cfg: Config) -> IngestResult:
     paths = cfg.paths
     results = read_sources(cfg.ingest.sources, cfg.root, cfg.root)
     rows = [row for r in results for row in r.rows]
@@ -42,19 +51,7 @@ def run(cfg: Config) -> dict[str, Any]:
     with atomic_dir(paths.ingested_dir) as tmp:  # both files appear together, or neither
         write_jsonl(tmp / paths.ingested.name, rows)
         write_jsonl(tmp / paths.rejected.name, rejected)
-    summary = {
-        "records": len(rows) + len(rejected),
-        "conversations": len(rows),
-        "rejected": len(rejected),
-        "files": files,
-    }
-    write_json(paths.data_reports / "ingest.json", summary)
-    log.info(
-        "ingest: %d file(s), %d record(s): %d conversation(s), %d rejected (see %s)",
-        len(files),
-        summary["records"],
-        len(rows),
-        len(rejected),
-        os.path.relpath(paths.rejected, cfg.root),
-    )
-    return summary
+    result = IngestResult(len(rows) + len(rejected), len(rows), len(rejected), files)
+    write_json(paths.data_reports / "ingest.json", asdict(result))
+    log.info("%s (see %s)", result, os.path.relpath(paths.rejected, cfg.root))
+    return result

@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import tempfile
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
@@ -129,7 +129,27 @@ def gate_tag(rule: dict) -> str:
     return f"{rule['value']}{shown} ({status}; {sign} {rule['threshold']})"
 
 
-def run(cfg: Config) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RegisterResult:
+    """The registered version, its aliases and the gate decision it carries (also
+    reports/registration.json, a DVC output)."""
+
+    model_name: str
+    version: int
+    run_id: str
+    aliases: list[str]
+    awaiting_approval: bool  # passed the gate; `champion` waits for a reviewer
+    gate: dict[str, Any]
+
+    @property
+    def promoted(self) -> bool:
+        return registry.CHAMPION in self.aliases
+
+    def __str__(self) -> str:
+        return f"register: {self.model_name} version {self.version} ({', '.join(self.aliases)})"
+
+
+def run(cfg: Config) -> RegisterResult:
     import mlflow
 
     paths = cfg.paths
@@ -166,13 +186,13 @@ def run(cfg: Config) -> dict[str, Any]:
         else "promoted to champion"
     )
     log.info("register: %s version %s %s", name, version, verdict)
-    result = {
-        "model_name": name,
-        "version": int(version),
-        "run_id": active.info.run_id,
-        "aliases": [registry.CHALLENGER] + ([registry.CHAMPION] if promoted else []),
-        "awaiting_approval": awaiting,
-        "gate": gate,
-    }
-    write_json(paths.reports / "registration.json", result)
+    result = RegisterResult(
+        name,
+        int(version),
+        active.info.run_id,
+        [registry.CHALLENGER] + ([registry.CHAMPION] if promoted else []),
+        awaiting,
+        gate,
+    )
+    write_json(paths.reports / "registration.json", asdict(result))
     return result

@@ -10,18 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.environment import offline_env
+
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = Path(__file__).parent / "assets"
 
-for _key, _value in {
-    "GX_ANALYTICS_ENABLED": "false",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "1",
-    "HF_HUB_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-}.items():
-    os.environ.setdefault(_key, _value)
+offline_env(hub_offline=True)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 # Small enough for seconds on 2 CPU cores; the pipeline code paths are the real ones.

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from transformers import TextStreamer
+
 from pipeline.generation import prompt
 from pipeline.serve.champion import Served
 from pipeline.serve.schema import ChatRequest
@@ -36,41 +38,31 @@ def prompt_ids(served: Served, messages: list[dict[str, str]]) -> list[int]:
         return tok(text, add_special_tokens=False)["input_ids"]
 
 
-class _Deltas:
-    """A `generate` streamer: new token ids in, text pieces out (on_delta), as they become
-    final: whitespace at either end held back (the answer is stripped), and no half of a
-    multi-byte character."""
+class _Deltas(TextStreamer):
+    """transformers' TextStreamer (it holds back half characters and unfinished words), its
+    pieces handed to `on_delta` with the answer's outer whitespace held back, as the final
+    answer is stripped. Decoding takes the tokenizer lock."""
 
-    def __init__(self, tok, stops: list[int], on_delta: Callable[[str], None] | None):
-        self.tok, self.stops, self.on_delta = tok, set(stops), on_delta
-        self.ids: list[int] = []
-        self.sent = ""
-        self._prompt_seen = False
-        self._stopped = False
+    def __init__(self, tok, on_delta: Callable[[str], None]):
+        super().__init__(tok, skip_prompt=True, skip_special_tokens=True)
+        self.on_delta = on_delta
+        self.text = ""  # everything finalized so far
+        self.sent = ""  # what on_delta was given: a prefix of text.strip()
 
     def put(self, value) -> None:
-        if not self._prompt_seen:  # generate() hands over the prompt first
-            self._prompt_seen = True
-            return
-        for token in value.reshape(-1).tolist():
-            if self._stopped:
-                return
-            if token in self.stops:
-                self._stopped = True
-                return
-            self.ids.append(token)
-        if self.on_delta is None:
-            return
         with TOKENIZER_LOCK:
-            text = self.tok.decode(self.ids, skip_special_tokens=True).strip()
-        if text.endswith("\ufffd"):
-            return
-        if text.startswith(self.sent) and len(text) > len(self.sent):
-            self.on_delta(text[len(self.sent) :])
-            self.sent = text
+            super().put(value)
 
     def end(self) -> None:
-        pass
+        with TOKENIZER_LOCK:
+            super().end()
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        self.text += text
+        visible = self.text.strip()
+        if visible.startswith(self.sent) and len(visible) > len(self.sent):
+            self.on_delta(visible[len(self.sent) :])
+            self.sent = visible
 
 
 class Generator:
@@ -90,7 +82,7 @@ class Generator:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
-        from pipeline.generation import stop_ids
+        from pipeline.generation import finish, stop_ids
 
         class Cancelled(StoppingCriteria):  # the client went away
             def __call__(self, input_ids, scores, **kwargs):
@@ -98,7 +90,7 @@ class Generator:
 
         tok, model = served.tokenizer, served.model
         stops = stop_ids(tok)
-        streamer = _Deltas(tok, stops, on_delta)
+        streamer = _Deltas(tok, on_delta) if on_delta is not None else None
         sampling: dict[str, Any] = {"do_sample": False}
         if req.temperature > 0:
             sampling = {
@@ -122,19 +114,17 @@ class Generator:
                 stopping_criteria=StoppingCriteriaList([Cancelled()] if cancel else []),
                 **sampling,
             )
-        row = out[0, len(ids) :].tolist()
-        cut = next((j for j, t in enumerate(row) if t in stops), None)
-        body = row if cut is None else row[:cut]
         with TOKENIZER_LOCK:
-            text = tok.decode(body, skip_special_tokens=True).strip()  # as generation.generate
-        if on_delta is not None and text != streamer.sent:
-            if text.startswith(streamer.sent):
-                on_delta(text[len(streamer.sent) :])
+            answer = finish(tok, out[0, len(ids) :].tolist(), stops)
+        sent = streamer.sent if streamer else ""
+        if on_delta is not None and answer.text != sent:
+            if answer.text.startswith(sent):
+                on_delta(answer.text[len(sent) :])
             else:  # decoding a prefix gave other characters: the stream cannot be mended
-                log.warning("serve: streamed text %r is not a prefix of %r", streamer.sent, text)
+                log.warning("serve: streamed text %r is not a prefix of %r", sent, answer.text)
         return Completion(
-            text,
-            "stop" if cut is not None else "length",
+            answer.text,
+            "stop" if answer.stopped else "length",
             len(ids),
-            len(body) + (cut is not None),
+            answer.new_tokens + answer.stopped,
         )

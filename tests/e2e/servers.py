@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipeline.environment import offline_env
 from tests.conftest import REPO, make_project
 
 BIN = Path(sys.executable).parent
@@ -31,14 +32,8 @@ def env(**extra: str) -> dict[str, str]:
     base |= {
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": str(REPO),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "GX_ANALYTICS_ENABLED": "false",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
     }
-    return base | extra
+    return offline_env(base, hub_offline=True) | extra
 
 
 def run(cmd: list[str], cwd: Path, environ: dict[str, str], timeout: float = 600) -> str:

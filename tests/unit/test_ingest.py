@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import ingest, validate
+from pipeline import ingest, sources, validate
 from pipeline.config import SourceConfig, load_config
 from pipeline.errors import ConfigError, IngestError
 from tests.conftest import ASSETS, REPO, make_project
@@ -34,9 +34,9 @@ REAL = Path(
 )
 
 
-def _read(name: str, fmt: str, encoding: str = "auto", **table) -> ingest.FileResult:
+def _read(name: str, fmt: str, encoding: str = "auto", **table) -> sources.FileResult:
     src = SourceConfig(id="t", path="-", format=fmt, encoding=encoding, **table)
-    return ingest.read_file(FORMATS / name, src, name)
+    return sources.read_file(FORMATS / name, src, name)
 
 
 # file, format, declared encoding, expected (line, conversation) pairs, encoding found
@@ -66,7 +66,7 @@ def test_every_format_and_encoding_gives_the_same_conversations(
     assert _read(name, fmt, encoding, **table).encoding == found
     assert all(r["source"] == "t" and r["file"] == name for r in result.rows)
     # the same conversation gets the same id whatever it was read from
-    assert result.rows[-1]["id"] == ingest.conversation_id(SINGLE)
+    assert result.rows[-1]["id"] == sources.conversation_id(SINGLE)
 
 
 @pytest.mark.parametrize("name", ["project.jsonl", "sharegpt.json", "openai.jsonl", "alpaca.json"])
@@ -92,9 +92,9 @@ def test_a_declared_encoding_that_does_not_fit_names_offset_and_line():
 
 def test_alpaca_input_joins_the_instruction_and_sharegpt_system_key_leads():
     obj = {"instruction": "胃胀气", "input": "吃什么好？", "output": "少食多餐。"}
-    assert ingest.normalize(obj, "alpaca")[0][0]["content"] == "胃胀气\n吃什么好？"
+    assert sources.normalize(obj, "alpaca")[0][0]["content"] == "胃胀气\n吃什么好？"
     sg = {"system": SYSTEM, "conversations": [{"from": "human", "value": "问"}]}
-    assert ingest.normalize(sg, "sharegpt")[0][0] == {"role": "system", "content": SYSTEM}
+    assert sources.normalize(sg, "sharegpt")[0][0] == {"role": "system", "content": SYSTEM}
 
 
 @pytest.mark.parametrize(
@@ -109,7 +109,7 @@ def test_a_broken_json_array_is_an_error_with_its_line(tmp_path, text, message):
     (tmp_path / "bad.json").write_text(text, encoding="utf-8")
     src = SourceConfig(id="t", path="-", format="openai", encoding="utf-8")
     with pytest.raises(IngestError, match=message.replace("(", r"\(").replace("[", r"\[")):
-        ingest.read_file(tmp_path / "bad.json", src, "bad.json")
+        sources.read_file(tmp_path / "bad.json", src, "bad.json")
 
 
 def test_a_csv_without_the_configured_columns_is_an_error():
@@ -122,7 +122,7 @@ def test_a_csv_without_the_configured_columns_is_an_error():
         answer_column="answer",
     )
     with pytest.raises(IngestError) as err:
-        ingest.read_file(FORMATS / "table.csv", src, "table.csv")
+        sources.read_file(FORMATS / "table.csv", src, "table.csv")
     assert str(err.value) == (
         "table.csv:1: CSV header ['department', 'title', 'ask', 'answer'] has no column 'q' "
         "(source 't' needs question_columns ['q'] and answer_column 'answer')"
@@ -161,8 +161,9 @@ def test_stage_writes_conversations_and_rejects_with_their_sources(tmp_path):
     ]
     cfg = load_config(root / "params.yaml", {"ingest.sources": sources})
     summary = ingest.run(cfg)
-    assert (summary["records"], summary["conversations"], summary["rejected"]) == (14, 13, 1)
-    assert summary["files"]["data/raw/table.csv"] == {
+    assert (summary.records, summary.conversations, summary.rejected) == (14, 13, 1)
+    assert str(summary) == "ingest: 14 record(s) from 3 file(s): 13 conversation(s), 1 rejected"
+    assert summary.files["data/raw/table.csv"] == {
         "encoding": "gb18030",
         "conversations": 5,
         "rejected": 0,
@@ -243,7 +244,7 @@ def test_real_corpus_accounts_for_every_row(tmp_path, monkeypatch):
         question_columns=("title", "ask"),
         answer_column="answer",
     )
-    result = ingest.read_file(REAL, src, "cmd.csv")
+    result = sources.read_file(REAL, src, "cmd.csv")
     assert result.encoding == "gb18030"
     assert len(result.rows) + len(result.rejected) == 7124
     cfg = load_config(REPO / "params.yaml", {"validate.max_quarantine_fraction": 0.1})

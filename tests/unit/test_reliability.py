@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import checks, export, ingest, model_source, validate
+from pipeline import checks, export, model_source, sources, validate
 from pipeline.config import SourceConfig, load_config
 from pipeline.errors import ConfigError, IngestError
 from pipeline.io import atomic_dir
@@ -184,7 +184,7 @@ def test_empty_source_and_trailing_comma_are_errors(tmp_path, text, message):
     path = tmp_path / "empty.json"
     path.write_text(text)
     with pytest.raises(IngestError, match=message):
-        ingest.read_file(path, AUTO, "empty.json")
+        sources.read_file(path, AUTO, "empty.json")
 
 
 def test_validate_cli_fails_on_an_empty_file(tmp_path):
@@ -210,7 +210,7 @@ MALFORMED = f'{{"conversations": [{{"role": "user", "content": "{PII_TEXT}"'
 def test_ingest_replaces_personal_data_in_rows_ids_and_rejects(tmp_path):
     path = tmp_path / "pii.jsonl"
     path.write_text(json.dumps(VALID, ensure_ascii=False) + "\n" + MALFORMED + "\n")
-    result = ingest.read_file(path, AUTO, "pii.jsonl")
+    result = sources.read_file(path, AUTO, "pii.jsonl")
     written = json.dumps([result.rows, result.rejected], ensure_ascii=False)
     assert ID_OK not in written and MOBILE not in written
     [row], [bad] = result.rows, result.rejected

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from pipeline import ingest, validate
+from pipeline import ingest, sources, validate
 from pipeline.config import SourceConfig, load_config
 from pipeline.errors import ConfigError, DataValidationError
 from tests.conftest import REPO
@@ -283,7 +283,7 @@ def test_policies_are_checked_when_params_load(rule, policy, message):
 def test_undecodable_file_names_file_offset_and_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "x.jsonl").write_bytes(_conv(*GOOD).encode() + b"\n\xff\xfe\n")
-    with pytest.raises(ingest.IngestError) as err:
+    with pytest.raises(sources.IngestError) as err:
         validate.check_files([tmp_path / "x.jsonl"], load_config(REPO / "params.yaml"), AUTO)
     assert str(err.value) == (
         "x.jsonl: cannot be decoded as utf-8 (byte 0xff at offset 136, line 2) nor as "
