@@ -92,7 +92,7 @@ def main() -> None:
     )
     print(f"ingest:   {ingested.records:,} records in {t1 - t0:.2f} s ({c1 - c0:.2f} s CPU)")
     print(
-        f"validate: {result['kept']:,} kept, {result['quarantined']:,} quarantined "
+        f"validate: {result.kept:,} kept, {result.quarantined:,} quarantined "
         f"in {t2 - t1:.2f} s ({c2 - c1:.2f} s CPU; GX suite, Data Docs, quarantine, MLflow run)"
     )
     print(

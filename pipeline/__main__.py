@@ -133,7 +133,7 @@ def _validate_args(sp: argparse.ArgumentParser) -> None:
 def _check_files(cfg, args: argparse.Namespace) -> None:
     from pydantic import ValidationError
 
-    from pipeline import validate
+    from pipeline import validate, validation_report
     from pipeline.config import SourceConfig
 
     try:
@@ -149,7 +149,7 @@ def _check_files(cfg, args: argparse.Namespace) -> None:
     except ValidationError as exc:
         raise ConfigError("; ".join(e["msg"] for e in exc.errors())) from None
     outcome = validate.check_files(args.files, cfg, source)
-    print(outcome.text(cfg.validate_.examples))
+    print(validation_report.text(outcome, cfg.validate_.examples))
     if not outcome.clean:
         raise SystemExit(DataValidationError.exit_code)
 

@@ -218,12 +218,9 @@ def test_synthetic_gb18030_csv_accounts_for_every_row(tmp_path, monkeypatch):
     )
     ingest.run(cfg)
     result = validate.run(cfg)
-    assert result == {
-        "conversations_in": 5,
-        "kept": 4,
-        "quarantined": 1,
-        "redacted_conversations": 0,
-    }
+    assert result == validate.ValidateResult(
+        conversations_in=5, kept=4, quarantined=1, redacted_conversations=0
+    )
     [q] = [json.loads(x) for x in cfg.paths.quarantine.read_text().splitlines()]
     assert (q["rule"], q["reason"], q["line"]) == (
         "duplicate",

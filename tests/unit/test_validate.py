@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from pipeline import ingest, sources, validate
+from pipeline import ingest, sources, validate, validation_report
 from pipeline.config import SourceConfig, load_config
 from pipeline.errors import ConfigError, DataValidationError
 from tests.conftest import REPO
@@ -221,7 +221,7 @@ def _check(tmp_path, monkeypatch, line: str, overrides: dict | None = None):
 def test_catalogue_of_bad_inputs(tmp_path, monkeypatch, kind):
     line, overrides, rule, reason = CATALOGUE[kind]
     outcome = _check(tmp_path, monkeypatch, line, overrides)
-    assert outcome.hits == {rule: [("bad.jsonl:2", reason)]}, outcome.text()
+    assert outcome.hits == {rule: [("bad.jsonl:2", reason)]}, validation_report.text(outcome)
     expect_clean = outcome.policies[rule] == "warn"
     assert outcome.clean is expect_clean
     assert outcome.conversations_in == 2 == len(outcome.kept) + len(outcome.quarantined)
@@ -338,12 +338,10 @@ def test_quarantine_under_the_limit_passes_and_counts_add_up(project):
     ]
     cfg = _stage(project, "\n".join(lines) + "\n", {"validate.max_quarantine_fraction": 0.5})
     result = validate.run(cfg)
-    assert result == {
-        "conversations_in": 11,
-        "kept": 9,
-        "quarantined": 2,
-        "redacted_conversations": 1,
-    }
+    assert result == validate.ValidateResult(
+        conversations_in=11, kept=9, quarantined=2, redacted_conversations=1
+    )
+    assert str(result) == "validate: 11 checked, 9 kept, 2 quarantined, 1 redacted"
     kept = [json.loads(x) for x in cfg.paths.validated.read_text().splitlines()]
     assert len(kept) == 9 and kept[-1]["conversations"][0]["content"] == "电话[手机号]"
     assert kept[0]["source"] == "project" and kept[0]["file"].endswith("conversations.jsonl")
