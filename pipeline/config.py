@@ -3,21 +3,22 @@
 Every stage receives a frozen `Config`; nothing else reads params.yaml. Unknown keys are
 rejected at load time with the offending key path, so a typo never silently falls back to a
 default. Defaults live in params.yaml only: every field here is required.
+
+Every section is typed here except `evaluate.judge` (pipeline/judge_config.py, the judge's own
+URL and key checks); the files the stages read and write are `cfg.paths` (pipeline/paths.py).
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlparse
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic.dataclasses import dataclass as pydantic_dataclass
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.errors import ConfigError
+from pipeline.judge_config import JudgeConfig
+from pipeline.paths import Paths
 
 BUILTIN_BASE = "tiny-qwen"
 
@@ -243,46 +244,6 @@ class GateConfig(_Section):
     approval_timeout_s: int = Field(gt=0)  # no answer: `champion` stays
 
 
-@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
-class JudgeConfig:
-    """`evaluate.judge` in params.yaml. Defaults live in params.yaml: every field is required."""
-
-    endpoint: str | None  # base URL of an OpenAI-compatible API ("http://host:8000/v1"); None: off
-    model: Annotated[str, Field(min_length=1)]  # the `model` field of each request
-    api_key_env: str | None  # NAME of the environment variable holding the key; None: no key
-    timeout_s: Annotated[float, Field(gt=0)]  # per request
-    max_items: Annotated[int, Field(gt=0)]  # judge at most this many questions (2 requests each)
-    max_tokens: Annotated[int, Field(gt=0)]  # reply budget; a thinking model needs room for <think>
-
-    @field_validator("endpoint")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        url = urlparse(value)
-        if url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment:
-            raise ValueError(
-                f"expected the base URL of an OpenAI-compatible API such as "
-                f"http://127.0.0.1:8000/v1, got {value!r}"
-            )
-        return value.rstrip("/")
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _env_name(cls, value: str | None) -> str | None:
-        # A pasted key ("sk-...") fails this, so it never lands in params.yaml or MLflow.
-        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise ValueError(
-                "expected the name of an environment variable holding the key "
-                "(e.g. JUDGE_API_KEY), not the key itself"
-            )
-        return value
-
-    @property
-    def enabled(self) -> bool:
-        return self.endpoint is not None
-
-
 class EvalSetConfig(_Section):
     """One extra held-out set: a conversation file in any ingest format, scored on its own."""
 
@@ -360,70 +321,6 @@ class Config(_Section):
     @property
     def uses_builtin_base(self) -> bool:
         return self.model.base == BUILTIN_BASE
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Every file a stage reads or writes, under the project root (dvc.yaml names them too)."""
-
-    root: Path
-
-    @property
-    def raw(self) -> Path:
-        return self.root / "data" / "raw"
-
-    @property
-    def ingested_dir(self) -> Path:
-        return self.root / "data" / "ingested"
-
-    @property
-    def ingested(self) -> Path:
-        return self.ingested_dir / "conversations.jsonl"
-
-    @property
-    def rejected(self) -> Path:
-        """Records `ingest` could not turn into a conversation (validate applies the policy)."""
-        return self.ingested_dir / "rejected.jsonl"
-
-    @property
-    def quarantine(self) -> Path:
-        return self.root / "data" / "quarantine" / "conversations.jsonl"
-
-    @property
-    def data_reports(self) -> Path:
-        """Reports about the data (ingest counts, validation summary and GX Data Docs)."""
-        return self.root / "data" / "reports"
-
-    @property
-    def validation_reports(self) -> Path:
-        return self.data_reports / "validation"
-
-    @property
-    def validated(self) -> Path:
-        return self.root / "data" / "validated" / "conversations.jsonl"
-
-    @property
-    def split_dir(self) -> Path:
-        return self.root / "data" / "split"
-
-    @property
-    def processed_dir(self) -> Path:
-        return self.root / "data" / "processed"
-
-    @property
-    def base_dir(self) -> Path:
-        return self.root / "models" / "base"
-
-    @property
-    def adapter_dir(self) -> Path:
-        return self.root / "models" / "adapter"
-
-    @property
-    def reports(self) -> Path:
-        return self.root / "reports"
-
-    def split_file(self, name: str) -> Path:
-        return self.split_dir / f"{name}.jsonl"
 
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -43,8 +43,8 @@ from dataclasses import asdict
 from dataclasses import dataclass as plain_dataclass
 from typing import Any, Literal, NamedTuple
 
-from pipeline.config import JudgeConfig  # noqa: F401 - re-exported: judge settings
 from pipeline.errors import PipelineError
+from pipeline.judge_config import JudgeConfig  # noqa: F401 - re-exported: judge settings
 
 log = logging.getLogger(__name__)
 

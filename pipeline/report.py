@@ -93,17 +93,17 @@ def _html_table(header: list[str], rows: list[list[str]], cls: str) -> str:
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def render(
-    metrics: dict[str, dict[str, dict[str, float]]],
-    decision: GateDecision,
-    samples: list[dict],
-    kinds: dict[str, str],
-    champion_version: str | None,
-    per_set: int = 6,
-    title: str = "Evaluation report",
-) -> tuple[str, str]:
-    """(markdown, html) of the same report: verdict, gate rules with intervals, one metric
-    table per held-out set (constant baseline, base, champion, challenger), sample answers."""
+_STYLE = (
+    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}"
+    ".samples td{max-width:24em}.warn{color:#a40}"
+)
+
+
+def _gate_section(
+    decision: GateDecision, champion_version: str | None, title: str
+) -> tuple[list[str], list[str]]:
+    """(markdown, html) blocks: title, verdict, the gate rules and any warnings."""
     verdict = (
         "PROMOTE to champion" if decision.promote else "REFUSED: " + ", ".join(decision.failed)
     )
@@ -128,29 +128,49 @@ def render(
             + html.escape(" ".join(decision.warnings))
             + "</p>"
         ]
+    return md, page
+
+
+def _set_section(
+    metrics: dict, samples: list[dict], set_name: str, kind: str, per_set: int
+) -> tuple[list[str], list[str]]:
+    """(markdown, html) blocks of one held-out set: its metric table and sample answers."""
+    names, rows = _set_rows(metrics, set_name)
+    head = f"Set `{set_name}` ({kind})"
+    sample_rows = _samples(samples, set_name, names, per_set)
+    sample_header = ["question", "reference" if kind != "safety" else "category", *names]
+    md = [f"## {head}", _md_table(["metric", *names], rows)]
+    page = [
+        f"<h2>{html.escape(head.replace('`', ''))}</h2>",
+        _html_table(["metric", *names], rows, "metrics"),
+    ]
+    if sample_rows:
+        md += [_md_table(sample_header, sample_rows)]
+        page += [_html_table(sample_header, sample_rows, "samples")]
+    return md, page
+
+
+def render(
+    metrics: dict[str, dict[str, dict[str, float]]],
+    decision: GateDecision,
+    samples: list[dict],
+    kinds: dict[str, str],
+    champion_version: str | None,
+    per_set: int = 6,
+    title: str = "Evaluation report",
+) -> tuple[str, str]:
+    """(markdown, html) of the same report: verdict, gate rules with intervals, one metric
+    table per held-out set (constant baseline, base, champion, challenger), sample answers."""
+    md, page = _gate_section(decision, champion_version, title)
     for set_name, kind in kinds.items():
-        names, rows = _set_rows(metrics, set_name)
-        head = f"Set `{set_name}` ({kind})"
-        sample_rows = _samples(samples, set_name, names, per_set)
-        sample_header = ["question", "reference" if kind != "safety" else "category", *names]
-        md += [f"## {head}", _md_table(["metric", *names], rows)]
-        page += [
-            f"<h2>{html.escape(head.replace('`', ''))}</h2>",
-            _html_table(["metric", *names], rows, "metrics"),
-        ]
-        if sample_rows:
-            md += [_md_table(sample_header, sample_rows)]
-            page += [_html_table(sample_header, sample_rows, "samples")]
+        set_md, set_page = _set_section(metrics, samples, set_name, kind, per_set)
+        md += set_md
+        page += set_page
     md += ["## Conventions", CONVENTIONS]
     page += [f"<h2>Conventions</h2><p>{html.escape(CONVENTIONS)}</p>"]
-    style = (
-        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}"
-        ".samples td{max-width:24em}.warn{color:#a40}"
-    )
     html_page = (
         '<!DOCTYPE html><html lang="zh"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{style}</style></head><body>"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
         + "".join(page)
         + "</body></html>\n"
     )

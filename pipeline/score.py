@@ -54,6 +54,53 @@ def _model(cfg: Config, tmp: Path, version: str | None, alias: str | None, base:
     return f"version {number}", model, tok, spec
 
 
+def _over_constant(cfg: Config, sets: dict, scores: dict, c_scores: dict):
+    """(intervals, gate-style rules) of the model's gain over the constant answer, per
+    reference set and metric (paired bootstrap)."""
+    rules = []
+    intervals: dict[str, dict[str, float | int]] = {}
+    for s, items in sets.items():
+        if items[0].kind != "reference":
+            continue
+        for metric in ("correctness", "rouge_l"):
+            iv = paired_bootstrap(
+                scoring.per_item(scores[s], metric),
+                scoring.per_item(c_scores[s], metric),
+                cfg.evaluate.bootstrap.resamples,
+                cfg.evaluate.bootstrap.seed,
+            )
+            intervals[f"{s}/{metric}_over_constant"] = iv.as_dict()
+            rules.append(
+                _gain_rule(f"{s}: {metric} over constant", iv, 1e-9, "model minus constant")
+            )
+    return intervals, rules
+
+
+def _write(
+    cfg: Config, out: Path, label: str, sets: dict, all_scores: dict, metrics, intervals, rules
+):
+    """score.json, samples.jsonl and report.{md,html} under `out`."""
+    from pipeline.evaluate import samples_of
+
+    decision = GateDecision(all(r.passed for r in rules), tuple(rules))
+    kinds = {s: items[0].kind for s, items in sets.items()}
+    samples = samples_of(all_scores)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "score.json", {"model": label, "metrics": metrics, "intervals": intervals})
+    write_jsonl(out / "samples.jsonl", samples)
+    md, page = report.render(
+        metrics,
+        decision,
+        samples,
+        kinds,
+        None,
+        cfg.evaluate.report_samples,
+        title=f"Scores of {label}",
+    )
+    (out / "report.md").write_text(md, encoding="utf-8")
+    (out / "report.html").write_text(page, encoding="utf-8")
+
+
 def run(
     cfg: Config,
     files: list[Path],
@@ -62,7 +109,7 @@ def run(
     base: bool = False,
     out: Path | None = None,
 ) -> ScoreResult:
-    from pipeline.evaluate import answer_sets, constant_baseline, samples_of, training_answers
+    from pipeline.evaluate import answer_sets, constant_baseline, training_answers
 
     if sum([version is not None, alias is not None, base]) != 1:
         raise PipelineError("score: give exactly one of --version, --alias, --base")
@@ -81,38 +128,9 @@ def run(
         (c_scores, c_metrics), _ = constant_baseline(sets, training)
         metrics = {"constant": c_metrics, **metrics}
         all_scores = {"constant": c_scores, **all_scores}
-        for s, items in sets.items():
-            if items[0].kind != "reference":
-                continue
-            for metric in ("correctness", "rouge_l"):
-                iv = paired_bootstrap(
-                    scoring.per_item(scores[s], metric),
-                    scoring.per_item(c_scores[s], metric),
-                    cfg.evaluate.bootstrap.resamples,
-                    cfg.evaluate.bootstrap.seed,
-                )
-                intervals[f"{s}/{metric}_over_constant"] = iv.as_dict()
-                rules.append(
-                    _gain_rule(f"{s}: {metric} over constant", iv, 1e-9, "model minus constant")
-                )
+        intervals, rules = _over_constant(cfg, sets, scores, c_scores)
     else:
         log.warning("score: no training split, so no constant baseline to compare with")
-    decision = GateDecision(all(r.passed for r in rules), tuple(rules))
-    kinds = {s: items[0].kind for s, items in sets.items()}
-    samples = samples_of(all_scores)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "score.json", {"model": label, "metrics": metrics, "intervals": intervals})
-    write_jsonl(out / "samples.jsonl", samples)
-    md, page = report.render(
-        metrics,
-        decision,
-        samples,
-        kinds,
-        None,
-        cfg.evaluate.report_samples,
-        title=f"Scores of {label}",
-    )
-    (out / "report.md").write_text(md, encoding="utf-8")
-    (out / "report.html").write_text(page, encoding="utf-8")
+    _write(cfg, out, label, sets, all_scores, metrics, intervals, rules)
     log.info("score: %s: %s", label, json.dumps(metrics["model"], ensure_ascii=False)[:400])
     return ScoreResult(label, metrics, intervals, out)

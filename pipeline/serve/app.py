@@ -200,6 +200,42 @@ async def _chat_completion(
     )
 
 
+def _health(champion: Champion) -> dict[str, Any]:
+    """GET /health: what is served and what the watcher last saw (status "ok" when a model is)."""
+    served = champion.current  # no check here: the watcher thread keeps looking
+    status = "ok" if served else ("loading" if champion.loading else "no_model")
+    return {
+        "status": status,
+        "message": None if served else _unavailable(champion).message,
+        "model": champion.name,
+        "alias": champion.alias,
+        "version": served.version if served else None,
+        "alias_version": champion.alias_version,
+        "loading": champion.loading,
+        "reload_interval_s": champion.interval_s,
+        "last_error": champion.last_error,
+    }
+
+
+def _models(champion: Champion) -> dict[str, Any]:
+    """GET /v1/models: the served version as an OpenAI model entry (none while none is)."""
+    served = champion.current
+    data = []
+    if served:
+        data.append(
+            {
+                "id": served.id,
+                "object": "model",
+                "created": int(served.loaded_at),
+                "owned_by": "mlflow-registry",
+                "name": served.name,
+                "version": served.version,
+                "alias": served.alias,
+            }
+        )
+    return {"object": "list", "data": data}
+
+
 def create_app(champion: Champion, limits: ServeConfig, generator: Generator | None = None):
     """The FastAPI app over a Champion (started by the caller, or not: tests inject one)."""
     from fastapi import FastAPI
@@ -231,38 +267,12 @@ def create_app(champion: Champion, limits: ServeConfig, generator: Generator | N
 
     @app.get("/health")
     async def health():
-        served = champion.current  # no check here: the watcher thread keeps looking
-        status = "ok" if served else ("loading" if champion.loading else "no_model")
-        body = {
-            "status": status,
-            "message": None if served else _unavailable(champion).message,
-            "model": champion.name,
-            "alias": champion.alias,
-            "version": served.version if served else None,
-            "alias_version": champion.alias_version,
-            "loading": champion.loading,
-            "reload_interval_s": champion.interval_s,
-            "last_error": champion.last_error,
-        }
-        return JSONResponse(body, status_code=200 if served else 503)
+        body = _health(champion)
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
     @app.get("/v1/models")
     async def models():
-        served = champion.current
-        data = []
-        if served:
-            data.append(
-                {
-                    "id": served.id,
-                    "object": "model",
-                    "created": int(served.loaded_at),
-                    "owned_by": "mlflow-registry",
-                    "name": served.name,
-                    "version": served.version,
-                    "alias": served.alias,
-                }
-            )
-        return {"object": "list", "data": data}
+        return _models(champion)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):

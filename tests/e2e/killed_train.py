@@ -15,7 +15,7 @@ import sys
 
 from transformers import TrainerCallback
 
-from pipeline import train
+from pipeline.trainer import StageTrainer
 
 
 class _KillAfter(TrainerCallback):
@@ -28,13 +28,13 @@ class _KillAfter(TrainerCallback):
 
 
 def main(step: int) -> None:
-    original = train._Trainer.__init__
+    original = StageTrainer.__init__
 
     def init(self, *args, **kwargs):
         original(self, *args, **kwargs)
         self.add_callback(_KillAfter(step))
 
-    train._Trainer.__init__ = init
+    StageTrainer.__init__ = init
     sys.argv = ["pipeline", "train"]
     runpy.run_module("pipeline", run_name="__main__")
 

@@ -92,23 +92,23 @@ def test_cuda_keeps_every_option(monkeypatch):
 
 
 def test_train_stage_passes_the_options_to_the_trainer(tmp_path):
-    from pipeline.train import _training_args
+    from pipeline.trainer import training_args
 
     cfg = load_config(
         REPO / "params.yaml",
         {"train.speed.torch_compile": True, "train.speed.auto_batch_size": True},
     )
-    args = _training_args(cfg, tmp_path)
+    args = training_args(cfg, tmp_path)
     assert args.torch_compile and args.auto_find_batch_size and not args.use_liger_kernel
 
 
 def test_train_stage_refuses_liger_when_missing_before_loading_anything(monkeypatch, tmp_path):
-    from pipeline.train import _training_args
+    from pipeline.trainer import training_args
 
     monkeypatch.setattr(speed, "_installed", lambda module: False)
     cfg = load_config(REPO / "params.yaml", {"train.speed.liger_kernel": True})
     with pytest.raises(ConfigError, match="liger"):
-        _training_args(cfg, tmp_path)
+        training_args(cfg, tmp_path)
 
 
 def test_gpu_profile_turns_the_fast_options_on():

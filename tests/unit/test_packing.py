@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.preprocess import encode
-from pipeline.train import data_collator
+from pipeline.trainer import data_collator
 from tests.conftest import ASSETS, REPO, read_rows
 
 

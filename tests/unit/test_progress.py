@@ -62,17 +62,18 @@ def test_estimate_per_unit_of_work_when_steps_differ(monkeypatch, caplog):
 
 
 def test_the_train_estimate_reads_a_device_tensor_token_count_per_step(caplog):
-    """`_Trainer` counts tokens as a tensor (no GPU sync per micro-batch); the estimate must
+    """`StageTrainer` counts tokens as a tensor (no GPU sync per micro-batch); the estimate must
     see the count grow (an in-place `+=` once made every step's work 0: an endless estimate)."""
     import logging
     from types import SimpleNamespace
 
     import torch
 
-    from pipeline import progress, train
+    from pipeline import progress
+    from pipeline.trainer import _Estimate
 
     trainer = SimpleNamespace(tokens=torch.tensor(0), train_dataset={"length": [100] * 40})
-    estimate = train._Estimate(trainer)
+    estimate = _Estimate(trainer)
     args = SimpleNamespace(
         num_train_epochs=1, train_batch_size=4, gradient_accumulation_steps=1, world_size=1
     )
@@ -81,7 +82,7 @@ def test_the_train_estimate_reads_a_device_tensor_token_count_per_step(caplog):
     estimate.on_train_begin(args, state, None)
     estimate.timer.warmup, estimate.timer.seconds = 2, 0.0
     for _ in range(5):
-        for _ in range(4):  # micro-batches, as _Trainer.training_step counts them
+        for _ in range(4):  # micro-batches, as StageTrainer.training_step counts them
             trainer.tokens += torch.tensor(100)  # in place: the callback must copy the count
         estimate.on_step_end(args, state, None)
     assert estimate.timer.seconds_per_step is not None

@@ -6,13 +6,13 @@ import json
 
 import torch
 
-from pipeline import train
+from pipeline import resume
 
 LENGTHS = [5, 40, 7, 33, 12, 18, 25, 9, 30, 14, 21, 3, 27, 16, 11, 38]
 
 
 def _order(epoch: int, seed: int = 42) -> list[int]:
-    sampler = train.EpochSampler(4, LENGTHS, seed)
+    sampler = resume.EpochSampler(4, LENGTHS, seed)
     sampler.set_epoch(epoch)
     return list(sampler)
 
@@ -31,7 +31,7 @@ def test_epoch_order_depends_on_seed_and_epoch_only_not_on_the_global_rng():
 def test_a_resumed_epoch_sees_the_same_batches_as_an_uninterrupted_one():
     """The Trainer restores its RNG only after an epoch's iterator has started: the order must
     not come from there. A sampler iterated again for the same epoch gives the same order."""
-    sampler = train.EpochSampler(4, LENGTHS, 42)
+    sampler = resume.EpochSampler(4, LENGTHS, 42)
     sampler.set_epoch(2)
     before = list(sampler)
     sampler.set_epoch(0)
@@ -43,7 +43,7 @@ def test_a_resumed_epoch_sees_the_same_batches_as_an_uninterrupted_one():
 def _checkpoint(root, step: int, *, state: str = '{"global_step": 1}', skip: str = ""):
     path = root / f"checkpoint-{step}"
     path.mkdir(parents=True)
-    for name in train.CHECKPOINT_FILES:
+    for name in resume.CHECKPOINT_FILES:
         if name != skip:
             (path / name).write_text(state if name == "trainer_state.json" else "x")
     return path
@@ -52,13 +52,13 @@ def _checkpoint(root, step: int, *, state: str = '{"global_step": 1}', skip: str
 def test_resume_skips_a_checkpoint_a_kill_left_half_written(tmp_path):
     ckpt = tmp_path / "checkpoints"
     ckpt.mkdir()
-    (ckpt / train.STATE_FILE).write_text(json.dumps({"fingerprint": "f", "run_id": "r"}))
+    (ckpt / resume.STATE_FILE).write_text(json.dumps({"fingerprint": "f", "run_id": "r"}))
     good = _checkpoint(ckpt, 10)
-    assert train.resume_point(ckpt, "f") == (good, "r")
+    assert resume.resume_point(ckpt, "f") == (good, "r")
     _checkpoint(ckpt, 15, state='{"global_step": 1')  # killed while writing trainer_state
     _checkpoint(ckpt, 20, skip="rng_state.pth")
-    assert train.resume_point(ckpt, "f") == (good, "r")
-    assert train.resume_point(ckpt, "other") == (None, None) and not ckpt.exists()
+    assert resume.resume_point(ckpt, "f") == (good, "r")
+    assert resume.resume_point(ckpt, "other") == (None, None) and not ckpt.exists()
 
 
 def test_checkpoints_of_earlier_code_are_not_resumed(project, monkeypatch):
@@ -67,6 +67,6 @@ def test_checkpoints_of_earlier_code_are_not_resumed(project, monkeypatch):
     from pipeline.config import load_config
 
     cfg = load_config(project / "params.yaml")
-    now = train.fingerprint(cfg)
-    monkeypatch.setattr(train, "CHECKPOINT_FORMAT", train.CHECKPOINT_FORMAT - 1)
-    assert train.fingerprint(cfg) != now
+    now = resume.fingerprint(cfg)
+    monkeypatch.setattr(resume, "CHECKPOINT_FORMAT", resume.CHECKPOINT_FORMAT - 1)
+    assert resume.fingerprint(cfg) != now
