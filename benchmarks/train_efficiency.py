@@ -12,9 +12,12 @@ row with restarting position_ids, no padding, a block-diagonal causal mask. It p
 (non-pad) tokens per second for each, the padding waste, and the (b) / (a) ratio.
 
 Memory: a configuration whose weights dominate memory (hidden 1024, 8 layers, ~100 M
-parameters) is loaded and trained for a few LoRA steps in a fresh process per mode; the peak
-resident memory (sampled every 5 ms) above the process's memory after its imports is printed
-for each mode, then the 4-bit / none ratio.
+parameters) is loaded and trained for a few LoRA steps in a fresh process per mode, the way the
+train stage does it: `pipeline.modeling.load_model` (bitsandbytes for 8-bit / 4-bit), then
+`pipeline.train.lora_model` (`prepare_for_training`, which keeps non-quantized weights in their
+loaded dtype, and the LoRA of params.yaml). The peak resident memory (sampled every 5 ms) above
+the process's memory after its imports and tokenizer is printed for each mode, then the 4-bit /
+none ratio.
 """
 
 from __future__ import annotations
@@ -36,6 +39,14 @@ def _conversations(n: int) -> list[dict]:
         json.loads(x) for x in (REPO / "data/raw/medical_dialogues.jsonl").read_text().splitlines()
     ]
     return (rows * (n // len(rows) + 1))[:n]
+
+
+def _tokenizer(cfg, rows: list[dict]):
+    """The tiny base's tokenizer (byte-level BPE with ChatML tokens), trained on 450 rows."""
+    from pipeline.base import build_tokenizer
+
+    texts = ["\n".join(t["content"] for t in r["conversations"]) for r in rows[:450]]
+    return build_tokenizer(texts, cfg.tiny.vocab_size)
 
 
 def _batches_dynamic(encoded: list[dict], batch: int) -> list[list[dict]]:
@@ -96,16 +107,13 @@ def throughput(steps: int) -> float:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from pipeline.base import _new_model, build_tokenizer
+    from pipeline.base import _new_model
     from pipeline.config import load_config
     from pipeline.preprocess import encode
 
     cfg = load_config(REPO / "params.yaml")
     rows = _conversations(600)
-    tok = build_tokenizer(
-        ["\n".join(t["content"] for t in r["conversations"]) for r in rows[:450]],
-        cfg.tiny.vocab_size,
-    )
+    tok = _tokenizer(cfg, rows)
     encoded = [encode(tok, r["conversations"], 512) for r in rows]
     torch.manual_seed(0)
     base = _new_model(tok, cfg.tiny)
@@ -142,10 +150,15 @@ def throughput(steps: int) -> float:
 
 
 MEMORY_CHILD = """
-import sys, threading, time, psutil, torch
+import dataclasses, sys, threading, time, psutil, torch
 sys.path.insert(0, {repo!r})
-from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-from pipeline.modeling import ModelSpec, load_model
+from pipeline.config import load_config
+from pipeline.modeling import ModelSpec, load_model, load_tokenizer
+from pipeline.speed import resolve
+from pipeline.train import lora_model
+cfg = load_config({params!r})
+spec = dataclasses.replace(ModelSpec.from_config(cfg, source={path!r}), quantization={mode!r})
+tok = load_tokenizer(spec)
 proc = psutil.Process()
 base = peak = proc.memory_info().rss
 def sample():
@@ -154,20 +167,15 @@ def sample():
         peak = max(peak, proc.memory_info().rss)
         time.sleep(0.005)
 threading.Thread(target=sample, daemon=True).start()
-spec = ModelSpec(source={path!r}, revision="main", trust_remote_code=False, dtype="float32",
-                 quantization={mode!r}, compute_dtype="bfloat16")
-model = load_model(spec)
-if {mode!r} != "none":
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
+model = lora_model(load_model(spec, **resolve(cfg.train.speed).load_kwargs()), cfg, tok)
 import gc; gc.collect(); time.sleep(0.05)
 load_peak, peak = peak, proc.memory_info().rss  # training peak from here
 opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-ids = torch.randint(0, 3000, (2, 64))
+ids = torch.randint(0, len(tok), (2, 64))
 for _ in range(3):
     model(input_ids=ids, labels=ids).loss.backward(); opt.step(); opt.zero_grad()
 time.sleep(0.05)
-print((load_peak - base) / 2**20, (peak - base) / 2**20)
+print((load_peak - base) / 2**20, (peak - base) / 2**20, str(model.dtype).removeprefix("torch."))
 """
 
 
@@ -175,10 +183,15 @@ def memory() -> float:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
+    from pipeline.config import load_config
+
+    cfg = load_config(REPO / "params.yaml")
+    lora = cfg.train.lora
     with tempfile.TemporaryDirectory() as tmp:
+        tok = _tokenizer(cfg, _conversations(600))
         torch.manual_seed(0)
         config = Qwen2Config(
-            vocab_size=3000,
+            vocab_size=len(tok),
             hidden_size=1024,
             num_hidden_layers=8,
             num_attention_heads=16,
@@ -189,19 +202,22 @@ def memory() -> float:
         model = Qwen2ForCausalLM(config)
         params = sum(p.numel() for p in model.parameters())
         model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
         del model
         peaks = {}
         for mode in ("none", "8bit", "4bit"):
-            code = MEMORY_CHILD.format(repo=str(REPO), path=tmp, mode=mode)
+            code = MEMORY_CHILD.format(
+                repo=str(REPO), params=str(REPO / "params.yaml"), path=tmp, mode=mode
+            )
             out = subprocess.run(
                 [sys.executable, "-c", code], capture_output=True, text=True, check=True
             )
-            load, train = map(float, out.stdout.strip().splitlines()[-1].split())
-            peaks[mode] = train
+            load, train, dtype = out.stdout.strip().splitlines()[-1].split()
+            peaks[mode] = float(train)
             print(
-                f"{mode:>4}: peak while training {train:7.1f} MiB, peak while loading "
-                f"{load:7.1f} MiB above the process baseline ({params / 1e6:.0f} M parameters, "
-                "float32 unquantized, LoRA r=8, 3 steps)"
+                f"{mode:>4}: peak while training {float(train):7.1f} MiB, peak while loading "
+                f"{float(load):7.1f} MiB above the process baseline ({params / 1e6:.0f} M "
+                f"parameters, {dtype} unquantized, LoRA r={lora.r} of params.yaml, 3 steps)"
             )
     return peaks["4bit"] / peaks["none"]
 
