@@ -1,14 +1,12 @@
-"""Conversation sources: files in any supported format and encoding, read into the project's
-conversations, each remembering where it came from. Used by the `ingest` stage
+"""Conversation sources: the bytes of files in any supported encoding and layout, read into the
+project's conversations, each remembering where it came from. Used by the `ingest` stage
 (pipeline/ingest.py), `validate FILE ...`, the evaluation sets and the lineage of `register`.
 
-Formats (per source, `format`): the project's own (`conversations` of {role, content}); ShareGPT
-(`conversations` of {from, value}, from in system / human / gpt); OpenAI (`messages`); a
-singular `conversation` key of {role, content}; Alpaca (`instruction`, optional `input`,
-`output`, optional `history` as [[question, answer], ...] and `system`); CSV / TSV with the
-question built from `question_columns` (stripped, empty cells skipped, joined by `join`) and the
-answer from `answer_column`. `auto` picks a JSON format per record by its keys. A JSON file is
-either a JSON array or JSON Lines (one object per line), decided by its first character.
+Layouts (per source, `format`): a JSON file is either a JSON array or JSON Lines (one object per
+line), decided by its first character; each record becomes turns through the record formats of
+pipeline/formats.py (project, ShareGPT, OpenAI, conversation, Alpaca, or `auto`). CSV / TSV rows
+are built here: the question from `question_columns` (stripped, empty cells skipped, joined by
+`join`) and the answer from `answer_column`.
 
 Encodings (`encoding`): utf-8 (a BOM is accepted), utf-8-sig, gbk, gb18030, or `auto`, which
 tries UTF-8 and then GB18030 and logs which one it took. A file that decodes in none of them is
@@ -44,28 +42,12 @@ from typing import Any
 from pipeline import checks
 from pipeline.config import SourceConfig
 from pipeline.errors import IngestError, PipelineError
+from pipeline.formats import Problem, normalize
 
 log = logging.getLogger(__name__)
 
 AUTO_ENCODINGS = ("utf-8", "gb18030")
-SHAREGPT_ROLES = {"system": "system", "human": "user", "gpt": "assistant"}
-# Top-level keys each JSON format requires and allows (anything else is a `schema` problem).
-KEYS: dict[str, tuple[set[str], set[str]]] = {
-    "project": ({"conversations"}, {"id"}),
-    "sharegpt": ({"conversations"}, {"id", "system"}),
-    "openai": ({"messages"}, {"id"}),
-    "conversation": ({"conversation"}, {"id"}),
-    "alpaca": ({"instruction", "output"}, {"input", "history", "system", "id"}),
-}
 RAW_SHOWN = 500  # characters of an unparseable record kept for the quarantine
-
-
-class Problem(Exception):
-    """A record that is not a conversation: rule (malformed_json, schema, content_type) + why."""
-
-    def __init__(self, rule: str, reason: str):
-        super().__init__(reason)
-        self.rule, self.reason = rule, reason
 
 
 class Turns(list):
@@ -116,118 +98,6 @@ def decode(data: bytes, encoding: str, shown: str) -> tuple[str, str]:
             log.info("ingest: %s: encoding auto-detected as %s", shown, used)
         return text, used
     raise IngestError(f"{shown}: cannot be decoded as " + " nor as ".join(failures))
-
-
-# --- records -> conversations ----------------------------------------------------------------
-
-
-def _keys(obj: Any, fmt: str) -> None:
-    if not isinstance(obj, dict):
-        raise Problem("schema", f"a record is {type(obj).__name__}, expected a JSON object")
-    required, optional = KEYS[fmt]
-    missing = sorted(required - set(obj))
-    extra = sorted(set(obj) - required - optional)
-    allowed = ", ".join(sorted(required)) + (
-        f" (optional: {', '.join(sorted(optional))})" if optional else ""
-    )
-    if missing:
-        raise Problem("schema", f"missing key {missing[0]!r} ({fmt} format: {allowed})")
-    if extra:
-        raise Problem("schema", f"unexpected key {extra[0]!r} ({fmt} format: {allowed})")
-
-
-def _string(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise Problem("content_type", f"{what} is {type(value).__name__}, expected a string")
-    return value
-
-
-def _messages(turns: Any, key: str, role_key: str, text_key: str) -> list[dict[str, str]]:
-    if not isinstance(turns, list) or not turns:
-        got = "an empty list" if turns == [] else type(turns).__name__
-        raise Problem("schema", f"{key!r} is {got}, expected a non-empty list of messages")
-    out = []
-    for n, msg in enumerate(turns, 1):
-        if not isinstance(msg, dict):
-            raise Problem("schema", f"message {n} is {type(msg).__name__}, expected an object")
-        if set(msg) != {role_key, text_key}:
-            raise Problem(
-                "schema",
-                f"message {n} has keys {sorted(msg)}, expected exactly "
-                f"{sorted([role_key, text_key])}",
-            )
-        role = msg[role_key]
-        if not isinstance(role, str):
-            raise Problem("schema", f"message {n}: {role_key} is {type(role).__name__}")
-        out.append({"role": role, "content": _string(msg[text_key], f"message {n}: {text_key}")})
-    return out
-
-
-def _sharegpt(obj: dict) -> list[dict[str, str]]:
-    turns = _messages(obj["conversations"], "conversations", "from", "value")
-    # An unknown `from` is kept as is: validate's known_roles rule names it.
-    turns = [
-        {"role": SHAREGPT_ROLES.get(t["role"], t["role"]), "content": t["content"]} for t in turns
-    ]
-    if "system" in obj:
-        turns.insert(0, {"role": "system", "content": _string(obj["system"], "system")})
-    return turns
-
-
-def _alpaca(obj: dict) -> list[dict[str, str]]:
-    turns = []
-    if "system" in obj:
-        turns.append({"role": "system", "content": _string(obj["system"], "system")})
-    history = obj.get("history") or []
-    if not isinstance(history, list):
-        raise Problem("schema", f"history is {type(history).__name__}, expected [[q, a], ...]")
-    for n, pair in enumerate(history, 1):
-        if not (isinstance(pair, list) and len(pair) == 2):
-            raise Problem("schema", f"history entry {n} is not a [question, answer] pair")
-        turns.append({"role": "user", "content": _string(pair[0], f"history {n} question")})
-        turns.append({"role": "assistant", "content": _string(pair[1], f"history {n} answer")})
-    question = _string(obj["instruction"], "instruction")
-    extra = _string(obj.get("input", ""), "input")
-    if extra.strip():
-        question = f"{question}\n{extra}"
-    turns.append({"role": "user", "content": question})
-    turns.append({"role": "assistant", "content": _string(obj["output"], "output")})
-    return turns
-
-
-def _detect(obj: Any) -> str:
-    if not isinstance(obj, dict):
-        raise Problem("schema", f"a record is {type(obj).__name__}, expected a JSON object")
-    for key, fmt in (("messages", "openai"), ("conversation", "conversation")):
-        if key in obj:
-            return fmt
-    if "instruction" in obj:
-        return "alpaca"
-    if "conversations" in obj:
-        turns = obj["conversations"]
-        first = turns[0] if isinstance(turns, list) and turns else None
-        return "sharegpt" if isinstance(first, dict) and "from" in first else "project"
-    raise Problem(
-        "schema",
-        "no conversation found: expected a key conversations, messages, conversation or "
-        "instruction",
-    )
-
-
-def normalize(obj: Any, fmt: str) -> tuple[list[dict[str, str]], str | None]:
-    """(role/content turns, the record's own id) of one parsed JSON record; raises Problem."""
-    if fmt == "auto":
-        fmt = _detect(obj)
-    _keys(obj, fmt)
-    if fmt == "sharegpt":
-        turns = _sharegpt(obj)
-    elif fmt == "alpaca":
-        turns = _alpaca(obj)
-    else:
-        key = {"project": "conversations", "openai": "messages", "conversation": "conversation"}
-        turns = _messages(obj[key[fmt]], key[fmt], "role", "content")
-    record_id = obj.get("id")
-    return turns, None if record_id is None else str(record_id)
 
 
 # --- files -----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import ingest, sources, validate
+from pipeline import formats, ingest, sources, validate
 from pipeline.config import SourceConfig, load_config
 from pipeline.errors import ConfigError, IngestError
 from tests.conftest import ASSETS, REPO, make_project
@@ -92,9 +92,9 @@ def test_a_declared_encoding_that_does_not_fit_names_offset_and_line():
 
 def test_alpaca_input_joins_the_instruction_and_sharegpt_system_key_leads():
     obj = {"instruction": "胃胀气", "input": "吃什么好？", "output": "少食多餐。"}
-    assert sources.normalize(obj, "alpaca")[0][0]["content"] == "胃胀气\n吃什么好？"
+    assert formats.normalize(obj, "alpaca")[0][0]["content"] == "胃胀气\n吃什么好？"
     sg = {"system": SYSTEM, "conversations": [{"from": "human", "value": "问"}]}
-    assert sources.normalize(sg, "sharegpt")[0][0] == {"role": "system", "content": SYSTEM}
+    assert formats.normalize(sg, "sharegpt")[0][0] == {"role": "system", "content": SYSTEM}
 
 
 @pytest.mark.parametrize(
