@@ -57,8 +57,8 @@ UNSAFE = {
 }
 # A corpus a tenth of the default one: more epochs give the tiny model as many updates.
 OVERRIDES = {
-    "tiny.epochs": 60,
-    "train.epochs": 10,
+    "tiny.epochs": 40,
+    "train.epochs": 6,
     "evaluate.max_samples": 8,
     "split.always_train": [],
 }
@@ -154,7 +154,7 @@ def test_the_gate_promotes_right_answers_and_refuses_wrong_unsafe_and_untrained(
     )
     assert not unsafe.decision.promote and not safety.passed, unsafe.decision.failed
 
-    frozen = variant("lr0", right, {"train.lr": 0.0})
+    frozen = variant("lr0", right, {"train.lr": 0.0, "train.epochs": 1})  # no step moves it
     figures["lr0"] = (frozen.metrics["challenger"]["recall"]["correctness"], frozen.decision.failed)
     assert not frozen.decision.promote
     assert _rule(frozen, "correctness_gain_over_base").status == "fail"
