@@ -1,10 +1,10 @@
 """The pipeline against a real MLflow tracking server, and one DAG for `dvc repro` and the flow.
 
-`dvc repro` runs a tiny copy of the project with MLFLOW_TRACKING_URI pointing at an
-`mlflow server` on a loopback port: the version lands on that server, nothing in the project's
-local sqlite default. The Prefect flow then runs the same project in a second copy: both leave
-the same dvc.lock (stages, commands, deps, params; outputs where they are bit-identical) and a
-clean `dvc status`.
+The Prefect flow runs a tiny copy of the project from scratch with MLFLOW_TRACKING_URI pointing
+at an `mlflow server` on a loopback port: the version lands on that server, nothing in the
+project's local sqlite default. The flow tests' project (tests/e2e/flow_project.py: the same
+rows and params) was built by `dvc repro`: both leave the same dvc.lock (stages, commands, deps,
+params; outputs where they are bit-identical) and a clean `dvc status`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ import pytest
 import yaml
 
 from pipeline.config import load_config
-from tests.conftest import REPO, TINY_OVERRIDES, read_rows
-from tests.e2e import servers
+from tests.e2e import flow_project, servers
 
 pytestmark = pytest.mark.slow
-ROWS = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:80]
 # Outputs holding an MLflow run id, timestamps or Data Docs renderings: their md5 differs from
 # one execution to the next whatever ran them (two `dvc repro` runs differ the same way).
 RUN_SPECIFIC = {
@@ -49,18 +47,21 @@ def mlflow_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def repro_project(tmp_path_factory, mlflow_url):
-    root = servers.dvc_project(tmp_path_factory.mktemp("repro") / "p", ROWS, TINY_OVERRIDES)
-    environ = servers.env(MLFLOW_TRACKING_URI=mlflow_url, PYTHONPATH=str(root))
-    servers.run([sys.executable, "-m", "dvc", "repro"], root, environ, timeout=900)
+def flow_project_on_server(tmp_path_factory, mlflow_url):
+    """A fresh copy of the flow tests' project, run by the flow against the MLflow server."""
+    tmp = tmp_path_factory.mktemp("flow-on-server")
+    root = servers.dvc_project(tmp / "p", flow_project.ROWS, flow_project.OVERRIDES)
+    environ = flow_project.flow_env(root, tmp, MLFLOW_TRACKING_URI=mlflow_url)
+    servers.run([sys.executable, "-m", "flows.full_pipeline"], root, environ, timeout=900)
     return root
 
 
-def test_pipeline_registers_on_the_mlflow_server(repro_project, mlflow_url):
+def test_pipeline_registers_on_the_mlflow_server(flow_project_on_server, mlflow_url):
     from mlflow import MlflowClient
     from pipeline import register
 
-    cfg = load_config(repro_project / "params.yaml")
+    root = flow_project_on_server
+    cfg = load_config(root / "params.yaml")
     client = MlflowClient(tracking_uri=mlflow_url, registry_uri=mlflow_url)
     name = cfg.register_.model_name
     v1 = client.get_model_version_by_alias(name, "challenger")
@@ -72,8 +73,8 @@ def test_pipeline_registers_on_the_mlflow_server(repro_project, mlflow_url):
     files = client.list_artifacts(v1.run_id, "validation")
     assert [f.path for f in files] == ["validation/summary.json"]
     # Nothing went to the embedded default (sqlite + artifacts under the project's mlflow/).
-    assert not (repro_project / "mlflow").exists()
-    assert "up to date" in _status(repro_project)
+    assert not (root / "mlflow").exists()
+    assert "up to date" in _status(root)
 
 
 def _lock(root) -> dict:
@@ -84,15 +85,8 @@ def _entries(stage: dict, kind: str) -> dict[str, str]:
     return {e["path"]: e.get("md5") for e in stage.get(kind, [])}
 
 
-def test_flow_leaves_dvc_lock_as_dvc_repro_does(repro_project, tmp_path):
-    root = servers.dvc_project(tmp_path / "p", ROWS, TINY_OVERRIDES)
-    environ = servers.env(
-        PYTHONPATH=str(root),
-        PREFECT_HOME=str(tmp_path / "prefect"),
-        PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(tmp_path / "prefect" / "results"),
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",  # 2 busy cores: be patient
-    )
-    servers.run([sys.executable, "-m", "flows.full_pipeline"], root, environ, timeout=900)
+def test_flow_leaves_dvc_lock_as_dvc_repro_does(flow_project_on_server, flow_built):
+    root, repro_project = flow_project_on_server, flow_built
     assert "up to date" in _status(root)
 
     by_repro, by_flow = _lock(repro_project), _lock(root)
