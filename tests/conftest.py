@@ -18,6 +18,10 @@ ASSETS = Path(__file__).parent / "assets"
 offline_env(hub_offline=True)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
+# The default data's first 60 conversations: the rows of the tests that train (one prepared
+# project for all of them, see `prepared`).
+TRAIN_ROWS = 60
+
 # Small enough for seconds on 2 CPU cores; the pipeline code paths are the real ones.
 TINY_OVERRIDES = {
     "tiny.vocab_size": 700,
@@ -121,3 +125,37 @@ def tiny_tokenizer():
     rows = read_rows(ASSETS / "conversations.jsonl")
     texts = ["\n".join(t["content"] for t in r["conversations"]) for r in rows]
     return build_tokenizer(texts, 600)
+
+
+# Stages a test project goes through before training, and the params sections they read:
+# overrides in other sections (train, evaluate, register, serve) leave their outputs alone.
+PREPARE_STAGES = ("ingest", "validate", "split", "base", "preprocess")
+PREPARE_SECTIONS = {"ingest", "validate", "split", "tiny", "model", "preprocess"}
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory):
+    """`prepared(root, rows, overrides)`: a project at `root` already through ingest ->
+    preprocess, with params.yaml as make_project writes it. Each distinct (rows, overrides of
+    the preparing sections) is prepared once per test session and copied (without its MLflow
+    store: the data-validation run's artifact location is the original's) for every test."""
+    import importlib
+
+    from pipeline.config import load_config
+
+    built: dict[str, Path] = {}
+
+    def make(root: Path, rows: list[dict], overrides: dict):
+        upstream = {k: v for k, v in overrides.items() if k.split(".")[0] in PREPARE_SECTIONS}
+        key = json.dumps([rows, upstream], sort_keys=True, ensure_ascii=False)
+        if key not in built:
+            source = make_project(tmp_path_factory.mktemp("prepared") / "p", rows, upstream)
+            cfg = load_config(source / "params.yaml")
+            for stage in PREPARE_STAGES:
+                importlib.import_module(f"pipeline.{stage}").run(cfg)
+            built[key] = source
+        shutil.copytree(built[key], root, ignore=shutil.ignore_patterns("mlflow"))
+        write_params(root, overrides)
+        return load_config(root / "params.yaml")
+
+    return make

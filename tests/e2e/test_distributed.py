@@ -13,9 +13,7 @@ import sys
 
 import pytest
 
-from pipeline import base, ingest, preprocess, split, validate
-from pipeline.config import load_config
-from tests.conftest import REPO, TINY_OVERRIDES, make_project, read_rows
+from tests.conftest import REPO, TINY_OVERRIDES, TRAIN_ROWS, read_rows
 
 pytestmark = pytest.mark.slow
 OVERRIDES = {**TINY_OVERRIDES, "train.epochs": 2, "train.batch_size": 4}
@@ -31,16 +29,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_share_the_epoch_and_rank_zero_writes(tmp_path):
+def test_two_processes_share_the_epoch_and_rank_zero_writes(tmp_path, prepared):
     import mlflow
     from pipeline import tracking
     from pipeline.modeling import ModelSpec, load_with_adapter
 
-    rows = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:60]
-    root = make_project(tmp_path / "ddp", rows, OVERRIDES)
-    cfg = load_config(root / "params.yaml")
-    for stage in (ingest, validate, split, base, preprocess):
-        stage.run(cfg)
+    rows = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:TRAIN_ROWS]
+    cfg = prepared(tmp_path / "ddp", rows, OVERRIDES)
+    root = cfg.root
     n_train = json.loads((cfg.paths.reports / "split.json").read_text())["train"]
 
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]

@@ -249,25 +249,30 @@ def test_verdicts_and_answer_scores_in_mlflow_genai_evaluation(tmp_path, monkeyp
 
 
 @pytest.mark.slow
-def test_the_projects_own_serve_as_a_stand_in_judge(tmp_path, monkeypatch):
+def test_the_projects_own_serve_as_a_stand_in_judge(tmp_path, monkeypatch, prepared):
     """Its verdicts are nonsense (a tiny model trained on medical answers); what is tested is
     that each raw verdict is exactly the served model's answer to the judge's prompt, parsed
     and combined like any other."""
     import httpx
 
-    from pipeline import base, evaluate, ingest, preprocess, register, split, train, validate
-    from pipeline.config import load_config
+    from pipeline import evaluate, register, train
     from pipeline.judge import combine, parse_verdict, prompt
-    from tests.conftest import PERMISSIVE_GATE, REPO, TINY_OVERRIDES, make_project, read_rows
+    from tests.conftest import (
+        PERMISSIVE_GATE,
+        REPO,
+        TINY_OVERRIDES,
+        TRAIN_ROWS,
+        read_rows,
+    )
     from tests.e2e.test_serve import Server, _expected
 
     overrides = {**TINY_OVERRIDES, **PERMISSIVE_GATE, "evaluate.max_samples": 2}
     overrides |= {"serve.reload_interval_s": 0.5, "serve.max_prompt_tokens": 4000}
-    rows = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:80]
-    root = make_project(tmp_path / "p", rows, overrides)
+    rows = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:TRAIN_ROWS]
+    cfg = prepared(tmp_path / "p", rows, overrides)
+    root = cfg.root
     monkeypatch.chdir(root)
-    cfg = load_config(root / "params.yaml")
-    for stage in (ingest, validate, split, base, preprocess, train, evaluate, register):
+    for stage in (train, evaluate, register):
         stage.run(cfg)
 
     server = Server(root, tmp_path / "serve.log")

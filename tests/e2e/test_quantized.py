@@ -4,19 +4,18 @@ import json
 
 import pytest
 
-from pipeline import base, evaluate, ingest, preprocess, split, train, validate
-from pipeline.config import load_config
-from tests.conftest import REPO, TINY_OVERRIDES, make_project, read_rows
+from pipeline import evaluate, train
+from tests.conftest import REPO, TINY_OVERRIDES, TRAIN_ROWS, read_rows
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("mode", ["4bit", "8bit"])
-def test_quantized_lora_trains_and_evaluates(tmp_path, monkeypatch, mode):
+def test_quantized_lora_trains_and_evaluates(tmp_path, monkeypatch, mode, prepared):
     from safetensors.torch import load_file
 
-    rows = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:40]
-    root = make_project(
+    rows = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:TRAIN_ROWS]
+    cfg = prepared(
         tmp_path / mode,
         rows,
         {
@@ -26,10 +25,8 @@ def test_quantized_lora_trains_and_evaluates(tmp_path, monkeypatch, mode):
             "evaluate.max_samples": 2,
         },
     )
-    monkeypatch.chdir(root)
-    cfg = load_config(root / "params.yaml")
-    for stage in (ingest, validate, split, base, preprocess, train):
-        stage.run(cfg)
+    monkeypatch.chdir(cfg.root)
+    train.run(cfg)
     weights = load_file(cfg.paths.adapter_dir / "adapter_model.safetensors")
     assert any("lora_A" in k for k in weights) and all(
         v.is_floating_point() for v in weights.values()

@@ -11,18 +11,17 @@ import sys
 
 import pytest
 
-from pipeline import base, ingest, split, validate
-from pipeline.config import load_config
-from tests.conftest import ASSETS, REPO, TINY_OVERRIDES, make_project, read_rows
+from tests.conftest import REPO, TINY_OVERRIDES, TRAIN_ROWS, read_rows
 
 pytestmark = pytest.mark.slow
 
 
-def test_score_the_base_on_a_sharegpt_file_and_probes_without_touching_the_registry(tmp_path):
-    root = make_project(tmp_path / "p", read_rows(ASSETS / "conversations.jsonl"), TINY_OVERRIDES)
-    cfg = load_config(root / "params.yaml")
-    for stage in (ingest, validate, split, base):
-        stage.run(cfg)
+def test_score_the_base_on_a_sharegpt_file_and_probes_without_touching_the_registry(
+    tmp_path, prepared
+):
+    rows = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:TRAIN_ROWS]
+    cfg = prepared(tmp_path / "p", rows, TINY_OVERRIDES)
+    root = cfg.root
     questions = root / "mine.json"  # ShareGPT, a JSON array: any format ingest reads
     questions.write_text(
         json.dumps(

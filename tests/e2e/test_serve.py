@@ -14,9 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import base, evaluate, ingest, preprocess, register, registry, split, train, validate
-from pipeline.config import load_config
-from tests.conftest import REPO, TINY_OVERRIDES, make_project, read_rows, register_degraded
+from pipeline import evaluate, register, registry, train
+from tests.conftest import (
+    REPO,
+    TINY_OVERRIDES,
+    TRAIN_ROWS,
+    read_rows,
+    register_degraded,
+)
 from tests.e2e.test_pipeline import PERMISSIVE_GATE
 from tests.unit.test_serve import BAD_REQUESTS, LIMITS
 
@@ -137,16 +142,15 @@ class Server:
         self.log.close()
 
 
-def test_serve_answers_like_the_registry_and_follows_the_champion(tmp_path, monkeypatch):
+def test_serve_answers_like_the_registry_and_follows_the_champion(tmp_path, monkeypatch, prepared):
     import httpx
 
-    rows = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:80]
-    root = make_project(tmp_path / "p", rows, OVERRIDES)
+    rows = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:TRAIN_ROWS]
+    cfg = prepared(tmp_path / "p", rows, OVERRIDES)
+    root = cfg.root
     monkeypatch.chdir(root)
-    cfg = load_config(root / "params.yaml")
     name = cfg.register_.model_name
-    for stage in (ingest, validate, split, base, preprocess, train):
-        stage.run(cfg)
+    train.run(cfg)
 
     server = Server(root, tmp_path / "serve.log")
     http = httpx.Client(base_url=server.url, timeout=60)

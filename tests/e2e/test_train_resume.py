@@ -14,9 +14,8 @@ import sys
 
 import pytest
 
-from pipeline import base, ingest, preprocess, split, train, validate
-from pipeline.config import load_config
-from tests.conftest import REPO, TINY_OVERRIDES, make_project, read_rows
+from pipeline import train
+from tests.conftest import REPO, TINY_OVERRIDES, TRAIN_ROWS, read_rows
 
 pytestmark = pytest.mark.slow
 # About 55 training conversations in batches of 4: 13-14 steps an epoch; a checkpoint every
@@ -26,15 +25,6 @@ OVERRIDES = {**TINY_OVERRIDES, "train.epochs": 4, "train.batch_size": 4, "train.
 # (epoch 3; last checkpoint 30). Before the fix the order of the epoch a run resumed in was
 # the first epoch's, and the adapter differed.
 KILLS = (17, 33)
-
-
-def _prepared(root):
-    rows = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:60]
-    make_project(root, rows, OVERRIDES)
-    cfg = load_config(root / "params.yaml")
-    for stage in (ingest, validate, split, base, preprocess):
-        stage.run(cfg)
-    return cfg
 
 
 def _adapter_sha(cfg) -> str:
@@ -59,8 +49,11 @@ def _run(cfg, *module_args: str, timeout: int = 300) -> subprocess.CompletedProc
     )
 
 
-def test_same_inputs_give_a_bit_identical_adapter_and_sigkill_resumes(tmp_path, monkeypatch):
-    cfg = _prepared(tmp_path / "a")
+def test_same_inputs_give_a_bit_identical_adapter_and_sigkill_resumes(
+    tmp_path, monkeypatch, prepared
+):
+    rows = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:TRAIN_ROWS]
+    cfg = prepared(tmp_path / "a", rows, OVERRIDES)
     monkeypatch.chdir(cfg.root)
     first = train.run(cfg)
     reference = _adapter_sha(cfg)
