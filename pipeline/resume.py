@@ -51,7 +51,7 @@ def fingerprint(cfg: Config) -> str:
     return digest.hexdigest()
 
 
-def _complete(checkpoint: Path) -> bool:
+def complete(checkpoint: Path) -> bool:
     """Every file of the checkpoint is there and its state file parses (a run killed while
     writing one leaves it half-written; the previous checkpoint is resumed instead)."""
     if not all((checkpoint / name).is_file() for name in CHECKPOINT_FILES):
@@ -74,7 +74,7 @@ def resume_point(
         if remove_stale:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
         return None, None
-    done = [c for c in ckpt_dir.glob("checkpoint-*") if _complete(c)]
+    done = [c for c in ckpt_dir.glob("checkpoint-*") if complete(c)]
     last = max(done, key=lambda c: int(c.name.split("-")[1]), default=None)
     return last, state.get("run_id")
 

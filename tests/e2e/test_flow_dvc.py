@@ -19,6 +19,7 @@ import yaml
 
 from flows.shutdown import GRACE_S
 from pipeline import STAGES
+from pipeline.resume import complete
 from tests.e2e import flow_project, servers
 
 pytestmark = pytest.mark.slow
@@ -71,10 +72,10 @@ def _set(root: Path, section: str, key: str, value) -> None:
 def test_sigterm_stops_the_flow_within_seconds_and_training_resumes(flow_built, tmp_path):
     root = flow_project.copy(flow_built, tmp_path / "p")
     _set(root, "train", "lr", 0.0021)
-    # About 140 steps, a checkpoint every 5 (two kept): the first checkpoint appears at step 5
-    # and training goes on for ~135 more, seconds even on an idle machine, while the test looks
-    # every 0.5 s for any checkpoint (a particular one may already be rotated away).
-    _set(root, "train", "epochs", 8)
+    # About 120 steps, a checkpoint every 5 (two kept): the first complete checkpoint is there
+    # after step 5 and training goes on for ~115 more, seconds even on an idle machine, while
+    # the test looks every 0.5 s for any complete one (a particular one may be rotated away).
+    _set(root, "train", "epochs", 12)
     checkpoints = root / "models" / "checkpoints"
     shutil.rmtree(checkpoints)  # the build's (train would remove them as stale anyway)
     assert flow_project.dvc_status(root).startswith("train:")
@@ -84,9 +85,9 @@ def test_sigterm_stops_the_flow_within_seconds_and_training_resumes(flow_built, 
     )
     try:
         flow_project.wait_for(
-            lambda: any(checkpoints.glob("checkpoint-*")) or proc.poll() is not None,
+            lambda: any(map(complete, checkpoints.glob("checkpoint-*"))) or proc.poll() is not None,
             600,
-            "a first checkpoint",
+            "a first complete checkpoint",
             log,
         )
         assert proc.poll() is None, "the flow ended before the first checkpoint"
