@@ -1,5 +1,5 @@
 """One tiny DVC copy of the project, built once by `dvc repro` for the flow tests and copied per
-test module: a gate that always passes, human approval on (a 30 s timeout), checkpoints every 5
+test module: a gate that always passes, human approval on (a 15 s timeout), checkpoints every 5
 training steps."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ OVERRIDES = (
     | {
         "train.save_steps": 5,
         "evaluate.gate.require_approval": True,
-        "evaluate.gate.approval_timeout_s": 30,
+        "evaluate.gate.approval_timeout_s": 15,
     }
 )
 

@@ -4,7 +4,7 @@
 so. The nightly flow, run as `python -m flows.nightly --force` against the server, registers the
 next version (only `register` is stale: its report was removed), pauses with the evaluation
 report as an artifact, and waits for an `Approval`: approve moves `champion`; reject, and no
-answer within `approval_timeout_s` (30 s here), leave it where it was.
+answer within `approval_timeout_s` (15 s here), leave it where it was.
 """
 
 from __future__ import annotations
@@ -125,11 +125,11 @@ def test_approve_reject_and_timeout(flow_built, tmp_path):
         # and completes, unless the server marks the expired pause first ("never resumed").
         run, text = decide("timeout", None)
         assert (run.state.is_failed() and "never resumed" in run.state.message) or (
-            run.state.is_completed() and run.state.message.endswith("no decision within 30 s")
+            run.state.is_completed() and run.state.message.endswith("no decision within 15 s")
         ), run.state
         assert _aliases(cfg)["champion"] == "2"
-        assert _tag(cfg, 4, "approval") == "no decision within 30 s"
+        assert _tag(cfg, 4, "approval") == "no decision within 15 s"
         assert (
-            "not promoted: no decision within 30 s"
+            "not promoted: no decision within 15 s"
             in api.artifacts(run.id)["nightly-result"].description
         )
