@@ -153,37 +153,9 @@ def constant_baseline(sets: Sets, training: medterms.TrainingAnswers):
     return summarize(sets, answers, None, training=training), text
 
 
-def download_version(
-    cfg: Config, into: Path, version: str | None = None, alias: str | None = None
-) -> tuple[str, ModelSpec, Path] | None:
-    """A registered version (by number, or the one an alias points at): its version, base spec
-    and adapter, downloaded into `into`; None when the alias points at nothing."""
-    from mlflow.exceptions import MlflowException
-
-    from pipeline import registered_model, registry
-    from pipeline.errors import PipelineError
-
-    c = registry.client(cfg)
-    name = cfg.register_.model_name
-    if version is None:
-        if alias in (None, registry.CHAMPION):
-            version = registry.champion_version(c, name)
-        else:
-            try:
-                version = str(c.get_model_version_by_alias(name, alias).version)
-            except MlflowException:
-                raise PipelineError(f"registry: no version of {name} has alias {alias!r}") from None
-        if version is None:
-            return None
-    uri = f"models:/{name}/{version}"
-    try:
-        spec, adapter = registered_model.download(uri, into)
-    except MlflowException:
-        raise PipelineError(f"registry: {name} has no version {version!r}") from None
-    return version, spec, adapter
-
-
 def run(cfg: Config) -> EvaluateResult:
+    from pipeline import registry
+
     paths = cfg.paths
     sets = evalsets.pipeline_sets(cfg)
     spec = ModelSpec.from_config(cfg)
@@ -191,7 +163,7 @@ def run(cfg: Config) -> EvaluateResult:
     training = medterms.TrainingAnswers.from_rows(read_jsonl(paths.split_file("train")))
     generated = _base_and_challenger(spec, paths.adapter_dir, sets, cfg)
     with tempfile.TemporaryDirectory() as tmp:
-        champion = download_version(cfg, Path(tmp))  # the champion, if any
+        champion = registry.download_version(cfg, Path(tmp))  # the champion, if any
         if champion is not None:
             generated["champion"] = _champion_answers(champion, sets, cfg)
     results = {"constant": constant_baseline(sets, training)[0]}

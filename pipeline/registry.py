@@ -13,11 +13,15 @@ before. A version whose gate failed is promoted only with --force and a reason, 
 from __future__ import annotations
 
 import json
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pipeline import tracking
 from pipeline.config import Config
 from pipeline.errors import RegistryError
+
+if TYPE_CHECKING:
+    from pipeline.modeling import ModelSpec
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "champion_history"
@@ -58,6 +62,35 @@ def set_champion(c, name: str, version: str) -> None:
     c.set_registered_model_alias(name, CHAMPION, str(version))
     history = _history(c, name) + [str(version)]
     c.set_registered_model_tag(name, HISTORY_TAG, ",".join(history))
+
+
+def download_version(
+    cfg: Config, into: Path, version: str | None = None, alias: str | None = None
+) -> tuple[str, ModelSpec, Path] | None:
+    """A registered version (by number, or the one an alias points at): its version, base spec
+    and adapter, downloaded into `into`; None when the alias points at nothing."""
+    from mlflow.exceptions import MlflowException
+
+    from pipeline import registered_model
+
+    c = client(cfg)
+    name = cfg.register_.model_name
+    if version is None:
+        if alias in (None, CHAMPION):
+            version = champion_version(c, name)
+        else:
+            try:
+                version = str(c.get_model_version_by_alias(name, alias).version)
+            except MlflowException:
+                raise RegistryError(f"registry: no version of {name} has alias {alias!r}") from None
+        if version is None:
+            return None
+    uri = f"models:/{name}/{version}"
+    try:
+        spec, adapter = registered_model.download(uri, into)
+    except MlflowException:
+        raise RegistryError(f"registry: {name} has no version {version!r}") from None
+    return version, spec, adapter
 
 
 def promote(cfg: Config, version: str, force: bool = False, reason: str | None = None) -> str:

@@ -41,7 +41,7 @@ class ScoreResult:
 
 
 def _model(cfg: Config, tmp: Path, version: str | None, alias: str | None, base: bool):
-    from pipeline.evaluate import download_version
+    from pipeline.registry import download_version
 
     if base:
         spec = ModelSpec.from_config(cfg)

@@ -110,5 +110,5 @@ def test_no_stage_imports_another_stage():
 
 
 def test_the_closure_follows_imports_inside_functions():
-    assert "pipeline/registry.py" in closure("evaluate")  # imported inside download_version
+    assert "pipeline/registry.py" in closure("evaluate")  # imported inside run
     assert "pipeline/medterms.py" in closure("evaluate")  # through scoring
