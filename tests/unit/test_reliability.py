@@ -298,7 +298,12 @@ def test_an_unreachable_hub_is_probed_for_about_a_second(project, tmp_path, monk
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr(model_source.socket, "create_connection", lambda *a, **k: time.sleep(10))
+
+    def hangs(*args, **kwargs):  # a hub that never answers: the real call times out
+        time.sleep(10)
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(model_source.socket, "create_connection", hangs)
     started = time.monotonic()
     with pytest.raises(ConfigError, match=r"model\.base 'org/model'.*cannot be reached"):
         _base(project, "org/model")
