@@ -38,7 +38,7 @@ OFFLINE_DEFAULTS = {
 
 def offline_env(env: dict[str, str] | None = None, hub_offline: bool = False) -> dict[str, str]:
     """Apply OFFLINE_DEFAULTS to `env` (default: this process's os.environ) where unset, and
-    HF_HUB_OFFLINE=1 with `hub_offline` (tests, benchmarks: no hub is reachable there); the
+    HF_HUB_OFFLINE=1 with `hub_offline` (tests and benchmarks: no hub is reachable there; the
     CLI leaves the hub reachable for a hub `model.base`). Returns `env`."""
     target = os.environ if env is None else env
     for key, value in OFFLINE_DEFAULTS.items():
