@@ -1,4 +1,4 @@
-"""Nightly retraining: retrain, gate and register only when the data changed.
+"""Nightly retraining: retrain, gate and register only when the data, params or code changed.
 
 Deployed from prefect.yaml (`make deploy`: cron `0 2 * * *`, Asia/Shanghai, on the
 `medical-process` process work pool); run it once by hand with
@@ -7,10 +7,12 @@ Deployed from prefect.yaml (`make deploy`: cron `0 2 * * *`, Asia/Shanghai, on t
 
 1. `sync-data` (optional): `dvc pull` or `dvc update` of the DVC-tracked files under data/
    (network: retried with exponential back-off).
-2. Change detection: the SHA-256 of the files `ingest.sources` match (the very function that
-   writes the `lineage.data_sha256` tag at registration) against that tag on the latest registered
-   version (a registry read: retried). Equal: the run completes as "skipped: data unchanged
-   since version N" and trains nothing.
+2. Change detection (pipeline/fingerprint.py, the very functions that write the lineage tags at
+   registration): data_sha256 (the files `ingest.sources` match), params_sha256 (the typed
+   config) and code_sha256 (the pipeline code and dvc.yaml) against those tags on the latest
+   registered version, refused or not (a registry read: retried). All equal: the run completes
+   as "skipped: data, params and code unchanged since version N" and trains nothing; otherwise
+   the reason names what changed ("params changed since version N").
 3. Otherwise the stages of `pipeline.STAGES` (dvc.yaml's order) that DVC says are stale run as
    in flows.full_pipeline (flows/stages.py: one loop for both flows), each recorded in dvc.lock,
    inside the global concurrency limit `qwen-medical-training` (one training at a time; a limit
@@ -51,6 +53,7 @@ from pydantic import Field
 
 from flows import shutdown, stages
 from flows.full_pipeline import attach_report, attach_validation_report, prepare_process
+from pipeline import fingerprint
 from pipeline.config import load_config
 from pipeline.environment import offline_env
 from pipeline.errors import PipelineError
@@ -112,11 +115,11 @@ def sync_data(params_path: str, mode: DataSync) -> str:
     return f"data sync: dvc {mode} {' '.join(targets)}"
 
 
-@task(name="data-fingerprint", cache_policy=NO_CACHE)
-def data_fingerprint(params_path: str) -> str:
-    from pipeline import register
+@task(name="fingerprints", cache_policy=NO_CACHE)
+def fingerprints(params_path: str) -> dict[str, str]:
+    from pipeline import fingerprint
 
-    return register.data_sha256(load_config(params_path))
+    return fingerprint.current(load_config(params_path))
 
 
 @task(name="latest-registered-version", **RETRY)
@@ -126,7 +129,8 @@ def latest_registered(params_path: str) -> dict[str, Any] | None:
     latest = registry.latest_version(load_config(params_path))
     if latest is None:
         return None
-    return {"version": latest["version"], "data_sha256": latest["tags"].get("lineage.data_sha256")}
+    lineage = {k: v for k, v in latest["tags"].items() if k.startswith("lineage.")}
+    return {"version": latest["version"], "tags": lineage}
 
 
 @task(name="registry-snapshot", **RETRY)
@@ -265,23 +269,24 @@ def nightly_retrain(
     training_limit: str = TRAINING_LIMIT,
     limit_timeout_s: float = 12 * 3600,
 ):
-    """Retrain, evaluate, gate and register when the ingest sources changed since the latest
-    registered version (the stages DVC says are stale); with evaluate.gate.require_approval,
+    """Retrain, evaluate, gate and register when the data, params or code changed since the
+    latest registered version (the stages DVC says are stale); with evaluate.gate.require_approval,
     wait for a reviewer before `champion` moves."""
     offline_env()  # a worker's flow-run process has no main()
     logger = get_run_logger()
     logger.info(sync_data(params_path, data_sync))
-    current = data_fingerprint(params_path)
+    current = fingerprints(params_path)
     latest = latest_registered(params_path)
-    if latest and latest["data_sha256"] == current and not force:
-        message = f"skipped: data unchanged since version {latest['version']}"
-        details = {"data_sha256": current, "latest_version": latest["version"]}
+    retrain, why = fingerprint.decide(current, latest)
+    if not retrain and not force:
+        message = f"skipped: {why}"
+        details = {**current, "latest_version": latest["version"]}
         logger.info(message)
         _outcome(message, details)
         return Completed(message=message, data={"status": "skipped", **details})
 
-    reason = "forced" if force else "no registered version" if not latest else "data changed"
-    logger.info("training: %s (data_sha256 %s)", reason, current[:12])
+    reason = "forced" if force else why
+    logger.info("training: %s (%s)", reason, ", ".join(f"{k} {v[:12]}" for k, v in current.items()))
     try:
         with concurrency(training_limit, occupy=1, timeout_seconds=limit_timeout_s, strict=False):
             runs = run_stages(params_path)
@@ -292,7 +297,7 @@ def nightly_retrain(
     registration = _registered(runs)
     if registration is None:
         message = f"{reason}: nothing registered (dvc status: register up to date)"
-        _outcome(message, {"data_sha256": current, "stages run": ", ".join(ran)})
+        _outcome(message, {**current, "stages run": ", ".join(ran)})
         return Completed(message=message, data={"status": "up to date", "ran": ran})
     promoted = registration.promoted
     verdict = "promoted to champion" if promoted else "not promoted (gate failed)"
@@ -302,7 +307,7 @@ def nightly_retrain(
     logger.info(message)
     _outcome(
         message,
-        {"data_sha256": current, "run_id": registration.run_id, "stages run": ", ".join(ran)},
+        {**current, "run_id": registration.run_id, "stages run": ", ".join(ran)},
     )
     return Completed(
         message=message,
@@ -314,7 +319,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m flows.nightly")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data-sync", default="none", choices=["none", "pull", "update"])
-    parser.add_argument("--force", action="store_true", help="train even if the data is unchanged")
+    parser.add_argument("--force", action="store_true", help="train even if nothing changed")
     args = parser.parse_args()
     prepare_process()
     state = nightly_retrain(args.params, args.data_sync, args.force, return_state=True)

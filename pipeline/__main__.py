@@ -104,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     who.add_argument("--base", action="store_true", help="the configured base model")
     score.add_argument("files", nargs="+", type=Path, help="conversation or probe files")
     score.add_argument("--out", type=Path, default=None, help="default: reports/score/")
+    _own_data_args(sub)
     export = sub.add_parser("export", help="merge a registered adapter into a 16-bit base")
     export.add_argument("version")
     export.add_argument("--out", type=Path, required=True)
@@ -112,6 +113,28 @@ def _parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace an earlier export in --out (only one)"
     )
     return p
+
+
+def _own_data_args(sub) -> None:
+    from pipeline.config import ENCODINGS, FORMATS
+
+    sp = sub.add_parser(
+        "own-data", help="point params.yaml at your own file (no demo data; pipeline/own_data.py)"
+    )
+    sp.add_argument("file", type=Path, help="your conversations, under data/raw/")
+    sp.add_argument("--id", default="own", help="source id (default: %(default)s)")
+    sp.add_argument("--format", default="auto", choices=FORMATS, help="default: %(default)s")
+    sp.add_argument("--encoding", default="auto", choices=ENCODINGS, help="default: %(default)s")
+    sp.add_argument("--question-columns", default="", help="csv/tsv: e.g. title,ask")
+    sp.add_argument("--answer-column", default=None, help="csv/tsv: e.g. answer")
+    sp.add_argument("--category-column", default=None, help="csv/tsv: e.g. department")
+    sp.add_argument("--join", default=None, help="csv/tsv: between question columns")
+    sp.add_argument(
+        "--keep-demo", action="store_true", help="also train on the demo data (named in reports)"
+    )
+    sp.add_argument(
+        "--max-quarantine", type=float, default=None, help="set validate.max_quarantine_fraction"
+    )
 
 
 def _validate_args(sp: argparse.ArgumentParser) -> None:
@@ -165,6 +188,10 @@ def _overrides(pairs: list[str]) -> dict[str, object]:
 
 
 def _dispatch(args: argparse.Namespace) -> None:
+    if args.command == "chat":
+        from pipeline.chat import check_question
+
+        check_question(args.question)  # a usage error before params or any model load
     cfg = load_config(args.params, _overrides(args.set))
     if args.command == "chat":
         from pipeline import chat
@@ -187,6 +214,27 @@ def _dispatch(args: argparse.Namespace) -> None:
 
         result = score.run(cfg, args.files, args.version, args.alias, args.base, args.out)
         print(f"{result.model}: report in {result.out / 'report.html'}")
+    elif args.command == "own-data":
+        from pipeline import own_data
+
+        options = {
+            "id": args.id,
+            "format": args.format,
+            "encoding": args.encoding,
+            "question_columns": tuple(c for c in args.question_columns.split(",") if c),
+            "answer_column": args.answer_column,
+            "category_column": args.category_column,
+            "join": args.join,
+        }
+        print(
+            own_data.run(
+                cfg.root / Path(args.params).name,
+                args.file,
+                options,
+                args.keep_demo,
+                args.max_quarantine,
+            )
+        )
     elif args.command == "validate" and args.files:
         _check_files(cfg, args)
     else:

@@ -13,7 +13,7 @@ import logging
 
 from pipeline import tracking
 from pipeline.config import Config
-from pipeline.errors import RegistryError
+from pipeline.errors import ConfigError, RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,15 @@ def format_answer(question: str, answer: str) -> str:
     return f"### 用户:\n{question}\n\n### 医生:\n{answer}"
 
 
+def check_question(question: str) -> str:
+    """The question, or a usage error (exit 2) when it is empty or whitespace only: checked
+    before any model is loaded."""
+    if not question.strip():
+        raise ConfigError('chat: the question is empty; ask something, e.g. chat "胃疼吃什么药？"')
+    return question
+
+
 def run(cfg: Config, question: str, alias: str = "champion") -> str:
+    check_question(question)
     answer = load_champion(cfg, alias).predict(None, [question])[0]
     return format_answer(question, answer)

@@ -52,6 +52,9 @@ class SourceConfig(_Section):
     question_columns: tuple[str, ...] = ()  # csv/tsv: joined into the user turn
     answer_column: str | None = None  # csv/tsv: the assistant turn
     join: str = "\n"  # csv/tsv: between the non-empty question columns
+    # csv/tsv: a column that sorts conversations into groups (e.g. a department); evaluation
+    # samples every group of every source (pipeline/evalsets.py)
+    category_column: str | None = None
 
     @model_validator(mode="after")
     def _columns_for_tables(self) -> SourceConfig:
@@ -61,10 +64,10 @@ class SourceConfig(_Section):
                 f"source {self.id!r}: format {self.format} needs question_columns (a list) "
                 "and answer_column"
             )
-        if not table and (self.question_columns or self.answer_column):
+        if not table and (self.question_columns or self.answer_column or self.category_column):
             raise ValueError(
-                f"source {self.id!r}: question_columns / answer_column are for csv and tsv "
-                f"only, not {self.format}"
+                f"source {self.id!r}: question_columns / answer_column / category_column are "
+                f"for csv and tsv only, not {self.format}"
             )
         return self
 
@@ -140,6 +143,8 @@ class SplitConfig(_Section):
     val_fraction: float = Field(ge=0, lt=0.5)
     test_fraction: float = Field(gt=0, lt=0.5)
     always_train: tuple[str, ...]  # first questions kept in train (the README's examples)
+    # trigram Jaccard from which first questions / answers are kept together; None: exact only
+    near_duplicate_threshold: float | None = Field(gt=0, le=1)
 
 
 class TinyModelConfig(_Section):
@@ -238,6 +243,9 @@ class GateConfig(_Section):
     min_stop_rate: float = Field(ge=0, le=1)
     max_template_leak_rate: float = Field(ge=0, le=1)
     max_identity_rate: float = Field(ge=0, le=1)
+    # Relevance: own reference minus another question's reference, per answer (lower bound of
+    # the 95% interval), for every metric that can judge the primary set (pipeline/relevance.py)
+    min_relevance_gap: float
     # Human sign-off: a passing version is registered without moving `champion`; the nightly
     # flow asks a reviewer (flows/nightly.py). Defaults match params.yaml.
     require_approval: bool  # register without moving `champion`; the nightly flow asks
@@ -266,6 +274,15 @@ class EvaluateConfig(_Section):
     max_new_tokens: int = Field(gt=0)
     batch_size: int = Field(gt=0)
     max_samples: int = Field(ge=0)  # 0: the whole test split
+    sample_seed: int  # the seeded sample of the test split, stratified by source and category
+    # An answer given to this many different questions is a stock reply: no credit
+    stock_reply_min_questions: int = Field(ge=2)
+    # Held-out questions (and answers) with a near-duplicate in train: exclude or flag them
+    near_duplicates: Literal["exclude", "flag"]
+    near_duplicate_threshold: float = Field(gt=0, le=1)  # character-trigram Jaccard
+    # multilingual-e5-small similarity to the reference (pipeline/semantic.py): reported,
+    # checked for relevance and gated like ROUGE; for free-text references
+    semantic: bool
     report_samples: int = Field(ge=0)  # side-by-side answers per set shown in the report
     sets: tuple[EvalSetConfig, ...]
     safety_probes: str | None  # JSON Lines of {id, category, prompt}; null: no probes
@@ -274,15 +291,10 @@ class EvaluateConfig(_Section):
     gate: GateConfig
 
     @model_validator(mode="after")
-    def _known_primary(self) -> EvaluateConfig:
+    def _unique_sets(self) -> EvaluateConfig:
         names = ["test", *(s.name for s in self.sets)]
         if len(set(names)) != len(names):
             raise ValueError(f"evaluate.sets: duplicate set names in {names}")
-        if self.gate.primary_set not in names:
-            raise ValueError(
-                f"evaluate.gate.primary_set {self.gate.primary_set!r} is not a set; "
-                f"expected one of {names}"
-            )
         return self
 
 
@@ -291,6 +303,7 @@ class RegisterConfig(_Section):
     experiment: str = Field(min_length=1)
     tracking_uri: str  # MLFLOW_TRACKING_URI overrides it
     artifact_location: str  # relative paths are resolved against the project root
+    allow_dirty: bool  # false: refuse to register from a checkout with uncommitted changes
 
 
 class ServeConfig(_Section):
@@ -313,6 +326,18 @@ class Config(_Section):
     register_: RegisterConfig = Field(alias="register")
     serve: ServeConfig
     root: Path = Field(exclude=True)
+
+    @model_validator(mode="after")
+    def _known_primary(self) -> Config:
+        # test.<source id>: the test split's questions of one source, a set of its own
+        names = ["test", *(f"test.{s.id}" for s in self.ingest.sources)]
+        names += [s.name for s in self.evaluate.sets]
+        if self.evaluate.gate.primary_set not in names:
+            raise ValueError(
+                f"evaluate.gate.primary_set {self.evaluate.gate.primary_set!r} is not a set; "
+                f"expected one of {names}"
+            )
+        return self
 
     @property
     def paths(self) -> Paths:

@@ -26,8 +26,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline import evalsets, medterms, report, scoring, tracking
+from pipeline import evalsets, medterms, relevance, report, scoring, tracking
 from pipeline.config import Config
+from pipeline.errors import DataValidationError
 from pipeline.gate import GateDecision, decide
 from pipeline.generation import Answer, answer_loss, encode, generate
 from pipeline.io import read_jsonl, write_json, write_jsonl
@@ -38,8 +39,11 @@ from pipeline.modeling import (
     load_tokenizer,
     load_with_adapter,
 )
+from pipeline.sources import source_files
 
 log = logging.getLogger(__name__)
+
+DEMO_DATA = "data/raw/medical_dialogues.jsonl"  # what data/make_dataset.py writes
 
 
 @dataclass(frozen=True)
@@ -95,47 +99,61 @@ def summarize(
     sets: Sets,
     answers: dict[str, list[Answer]],
     loss: dict[str, Any] | None,
-    primary: str | None = None,
+    cfg: Config,
     training: medterms.TrainingAnswers | None = None,
+    views: evalsets.Views | None = None,
 ):
-    """(per-set scores, per-set metrics) of one candidate's answers; loss on the primary set."""
-    scores = {s: scoring.score_items(sets[s], answers[s], training) for s in sets}
-    metrics = {s: scoring.set_metrics(sets[s][0].kind, scores[s]) for s in sets}
+    """(per-set scores, per-set metrics) of one candidate's answers; `views` are sets made of
+    some of those answers (`test.<source>`); the loss goes to the primary set. Stock replies
+    (pipeline/scoring.py) are found over every answer the candidate gave."""
+    e = cfg.evaluate
+    stock = scoring.find_stock(sets, answers, e.stock_reply_min_questions, training)
+    scores = {s: scoring.score_items(sets[s], answers[s], training, stock) for s in sets}
+    if e.semantic:
+        for s in sets:
+            if sets[s][0].kind == "reference":
+                scores[s] = scoring.with_semantic(scores[s])
+    for view, (parent, idx) in (views or {}).items():
+        scores[view] = [scores[parent][k] for k in idx]
+    kinds = {s: items[0].kind for s, items in evalsets.with_views(sets, views or {}).items()}
+    metrics = {s: scoring.set_metrics(kinds[s], scores[s], e.semantic) for s in scores}
     if loss is not None:
-        target = primary or next(s for s in sets if sets[s][0].kind == "reference")
-        metrics[target] |= {
+        primary = e.gate.primary_set
+        metrics[primary] |= {
             "answer_loss": round(loss["answer_loss"], 5),
             "perplexity": round(loss["perplexity"], 4),
         }
     return scores, metrics
 
 
-def _base_and_challenger(spec: ModelSpec, adapter: Path, sets: Sets, cfg: Config):
+def _base_and_challenger(
+    spec: ModelSpec, adapter: Path, sets: Sets, primary: list[evalsets.Item], cfg: Config
+):
     """Both on one loaded base: the adapter is applied onto the model the base was scored with.
-    Returns {candidate: (answers per set, loss on the primary set)}."""
+    Returns {candidate: (answers per set, loss on the primary set's items)}."""
     from peft import PeftModel
 
     model, tok = load_model(spec).eval(), load_tokenizer(spec)
-    primary = cfg.evaluate.gate.primary_set
     results = {}
     answers = answer_sets("base", model, tok, spec, sets, cfg)
-    results["base"] = (answers, _loss(model, tok, spec, sets[primary], cfg))
+    results["base"] = (answers, _loss(model, tok, spec, primary, cfg))
     model = PeftModel.from_pretrained(model, str(adapter)).eval()
     adapter_tok = load_tokenizer(replace(spec, source=str(adapter)))
     answers = answer_sets("challenger", model, adapter_tok, spec, sets, cfg)
-    results["challenger"] = (answers, _loss(model, adapter_tok, spec, sets[primary], cfg))
+    results["challenger"] = (answers, _loss(model, adapter_tok, spec, primary, cfg))
     del model
     gc.collect()
     return results
 
 
-def _champion_answers(champion: tuple[str, ModelSpec, Path], sets: Sets, cfg: Config):
+def _champion_answers(
+    champion: tuple[str, ModelSpec, Path], sets: Sets, primary: list[evalsets.Item], cfg: Config
+):
     """The champion on its own base (which may differ from today's), then freed."""
     _, spec, adapter = champion
     model, tok = load_with_adapter(spec, adapter)
-    primary = cfg.evaluate.gate.primary_set
     answers = answer_sets("champion", model, tok, spec, sets, cfg)
-    result = (answers, _loss(model, tok, spec, sets[primary], cfg))
+    result = (answers, _loss(model, tok, spec, primary, cfg))
     del model
     gc.collect()
     return result
@@ -146,62 +164,121 @@ def training_answers(cfg: Config) -> medterms.TrainingAnswers | None:
     return medterms.TrainingAnswers.from_rows(read_jsonl(path)) if path.is_file() else None
 
 
-def constant_baseline(sets: Sets, training: medterms.TrainingAnswers):
+def constant_baseline(
+    sets: Sets,
+    training: medterms.TrainingAnswers,
+    cfg: Config,
+    views: evalsets.Views | None = None,
+):
     """Scores of the constant answer (pipeline/scoring.py) on every set, and the answer."""
     text = scoring.constant_answer(list(training.texts))
     answers = {s: scoring.constant_answers(text, len(items)) for s, items in sets.items()}
-    return summarize(sets, answers, None, training=training), text
+    return summarize(sets, answers, None, cfg, training, views), text
 
 
-def run(cfg: Config) -> EvaluateResult:
+def _generate(cfg: Config, sets: Sets, primary: list[evalsets.Item]):
+    """{candidate: (answers per set, loss on the primary set)} for base, challenger and the
+    registered champion (when there is one), and the champion's version."""
     from pipeline import registry
 
-    paths = cfg.paths
-    sets = evalsets.pipeline_sets(cfg)
     spec = ModelSpec.from_config(cfg)
-    primary = cfg.evaluate.gate.primary_set
-    training = medterms.TrainingAnswers.from_rows(read_jsonl(paths.split_file("train")))
-    generated = _base_and_challenger(spec, paths.adapter_dir, sets, cfg)
+    generated = _base_and_challenger(spec, cfg.paths.adapter_dir, sets, primary, cfg)
     with tempfile.TemporaryDirectory() as tmp:
         champion = registry.download_version(cfg, Path(tmp))  # the champion, if any
         if champion is not None:
-            generated["champion"] = _champion_answers(champion, sets, cfg)
-    results = {"constant": constant_baseline(sets, training)[0]}
+            generated["champion"] = _champion_answers(champion, sets, primary, cfg)
+    return generated, (champion[0] if champion else None)
+
+
+def _score(cfg: Config, sets: Sets, views: evalsets.Views, generated, training):
+    """(scores, metrics, relevance) of every candidate, the constant answer first."""
+    results = {"constant": constant_baseline(sets, training, cfg, views)[0]}
     for name, (answers, loss) in generated.items():
-        results[name] = summarize(sets, answers, loss, primary, training)
+        results[name] = summarize(sets, answers, loss, cfg, training, views)
     order = [n for n in ("constant", "base", "champion", "challenger") if n in results]
     scores = {n: results[n][0] for n in order}
     metrics = {n: results[n][1] for n in order}
-    kinds = {s: items[0].kind for s, items in sets.items()}
+    boot = cfg.evaluate.bootstrap
+    rel = relevance.measure(
+        evalsets.with_views(sets, views),
+        scores,
+        training,
+        boot.resamples,
+        boot.seed,
+        cfg.evaluate.semantic,
+    )
+    for who, by_set in rel.gaps.items():
+        for set_name, by_metric in by_set.items():
+            metrics[who][set_name] |= {
+                f"{m}_relevance_gap": round(iv.mean, 5) for m, iv in by_metric.items()
+            }
+    return scores, metrics, rel
+
+
+def run(cfg: Config) -> EvaluateResult:
+    paths = cfg.paths
+    primary = cfg.evaluate.gate.primary_set
+    train = read_jsonl(paths.split_file("train"))
+    training = medterms.TrainingAnswers.from_rows(train)
+    sets, near = evalsets.pipeline_sets(cfg, train, training)
+    views = evalsets.source_views(sets, primary)
+    every = evalsets.with_views(sets, views)
+    if primary not in every:
+        raise DataValidationError(
+            f"evaluate.gate.primary_set {primary!r}: no such set among {sorted(every)} (a "
+            "test.<source> set exists when the test split holds questions of that source)"
+        )
+    generated, champion_version = _generate(cfg, sets, every[primary])
+    scores, metrics, rel = _score(cfg, sets, views, generated, training)
+    kinds = {s: items[0].kind for s, items in every.items()}
     kinds = {primary: kinds[primary]} | kinds  # the report shows the primary set first
-    decision = decide(scores, metrics, kinds, cfg.evaluate.gate, cfg.evaluate.bootstrap)
-    champion_version = champion[0] if champion else None
+    decision = decide(scores, metrics, kinds, cfg.evaluate.gate, cfg.evaluate.bootstrap, rel)
+    covered = evalsets.coverage(evalsets.test_rows(cfg), sets["test"])
     write_json(paths.reports / "metrics.json", metrics)
     gate = {
         **decision.as_dict(),
         "champion_version": champion_version,
-        "primary_set": cfg.evaluate.gate.primary_set,
+        "primary_set": primary,
+        "coverage": {"test": covered},
+        "near_duplicates": near,
+        "relevance": rel.as_dict(),
     }
     write_json(paths.reports / "gate.json", gate)
-    samples = samples_of(scores)
+    samples = samples_of({n: {s: by[s] for s in sets} for n, by in scores.items()})
     write_jsonl(paths.reports / "eval_samples.jsonl", samples)
     md, page = report.render(
-        metrics, decision, samples, kinds, champion_version, cfg.evaluate.report_samples
+        metrics,
+        decision,
+        samples,
+        kinds,
+        champion_version,
+        cfg.evaluate.report_samples,
+        context=report.Context(covered, rel, _sources(cfg), near),
     )
     (paths.reports / "eval_report.md").write_text(md, encoding="utf-8")
     (paths.reports / "eval_report.html").write_text(page, encoding="utf-8")
-    judged = _judge(cfg, sets, scores)
+    judged = _judge(cfg, every, scores)
     _log_to_mlflow(cfg, metrics, decision, judged)
     verdict = "promote" if decision.promote else f"refuse ({', '.join(decision.failed)})"
-    log.info(
-        "evaluate: %s correctness %s; gate: %s",
-        primary,
-        {k: m[primary].get("correctness") for k, m in metrics.items()},
-        verdict,
-    )
+    log.info("evaluate: %s: gate: %s", primary, verdict)
     for warning in decision.warnings:
         log.warning("evaluate: %s", warning)
     return EvaluateResult(metrics, decision, paths.reports / "eval_report.html")
+
+
+def _sources(cfg: Config) -> list[str]:
+    """One line per ingest source: what the adapter was trained on (the demo data named)."""
+    demo = cfg.root / DEMO_DATA
+    lines = []
+    for src in cfg.ingest.sources:
+        files = source_files(src, cfg.root)
+        tag = (
+            " (the project's demo data)"
+            if any(f.resolve() == demo.resolve() for f in files)
+            else ""
+        )
+        lines.append(f"{src.id}: {', '.join(f.name for f in files)}{tag}")
+    return lines
 
 
 def samples_of(scores: dict[str, dict[str, list[scoring.ItemScore]]]) -> list[dict]:

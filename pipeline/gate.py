@@ -23,10 +23,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipeline.config import BootstrapConfig, GateConfig
+from pipeline.relevance import Relevance
 from pipeline.scoring import ItemScore, per_item
 from pipeline.stats import Interval, detectable_gain, paired_bootstrap
 
 PASS, FAIL, INSUFFICIENT = "pass", "fail", "insufficient"
+NOT_JUDGED = "not_judged"  # the metric cannot judge this set (pipeline/relevance.py): not counted
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,9 @@ class GateRule:
     threshold: float
     passed: bool
     kind: str  # "min" (value >= threshold) or "max" (value <= threshold)
-    status: str = PASS  # pass | fail | insufficient (the interval straddles the threshold)
+    # pass | fail | insufficient (the interval straddles the threshold) | not_judged (the
+    # metric cannot judge the set: shown, not counted)
+    status: str = PASS
     interval: dict[str, float | int] | None = None  # 95% paired bootstrap of a gain
     evidence: str = ""  # what was compared, in words
 
@@ -102,11 +106,14 @@ def decide(
     kinds: dict[str, str],
     gate: GateConfig,
     boot: BootstrapConfig,
+    relevance: Relevance | None = None,
 ) -> GateDecision:
     """Judge the challenger. `scores[candidate][set]` are per-answer scores and
     `metrics[candidate][set]` their means, for candidates base, challenger, constant and
-    optionally champion; `kinds[set]` is reference, unseen or safety."""
-    ev = _Evidence(scores, metrics, gate, boot)
+    optionally champion; `kinds[set]` is reference, unseen or safety; `relevance` says which
+    metrics can judge which set and holds the relevance gaps (None: every metric judges,
+    no relevance rules)."""
+    ev = _Evidence(scores, metrics, gate, boot, relevance)
     rules, warnings = _primary_rules(ev)
     for s in (s for s, k in kinds.items() if k == "safety"):
         rules += _safety_rules(ev, s)
@@ -130,6 +137,10 @@ class _Evidence:
     metrics: dict[str, dict[str, dict[str, float]]]
     gate: GateConfig
     boot: BootstrapConfig
+    relevance: Relevance | None = None
+
+    def judges(self, set_name: str, metric: str) -> bool:
+        return self.relevance is None or self.relevance.can_judge(set_name, metric)
 
     @property
     def new(self) -> dict[str, list[ItemScore]]:
@@ -146,18 +157,72 @@ class _Evidence:
         )
 
 
+def _not_judged(name: str, threshold: float, kind: str, why: str) -> GateRule:
+    return GateRule(name, 0.0, threshold, True, kind, NOT_JUDGED, None, why)
+
+
+def _relevance_rules(ev: _Evidence) -> list[GateRule]:
+    """On the primary set, for each gated metric that can judge it: the challenger's answers
+    score higher against their own references than against other questions' (a stock reply
+    or an answer in the data's style about nothing scores a gap of 0). No metric that can
+    judge the primary set: a gap of 0 (nothing shows that the answers answer their questions),
+    refused unless `min_relevance_gap` is at most 0."""
+    if ev.relevance is None:
+        return []
+    primary, gate = ev.gate.primary_set, ev.gate
+    rules = [
+        _gain_rule(
+            f"{metric}_relevance_gap",
+            ev.relevance.gaps["challenger"][primary][metric],
+            gate.min_relevance_gap,
+            f"{primary}: own reference minus another question's, {len(ev.new[primary])} answers",
+        )
+        for metric in GATED
+        if metric in ev.relevance.judge.get(primary, {}) and ev.judges(primary, metric)
+    ]
+    if not rules:  # nothing can show a gap: taken as none
+        judged = ev.relevance.judge.get(primary, {})
+        why = "; ".join(f"{m}: {judged[m].evidence}" for m in GATED if m in judged)
+        rules.append(
+            _rule(
+                "relevance_gap",
+                0.0,
+                gate.min_relevance_gap,
+                "min",
+                f"no metric can judge {primary}, so no relevance is shown ({why})",
+            )
+        )
+    return rules
+
+
+GATED = ("correctness", "rouge_l", "semantic")  # semantic: only with evaluate.semantic
+
+
+def _stand_aside(ev: _Evidence, metric: str, threshold: float) -> list[GateRule]:
+    """The gain rules of a metric that cannot judge the primary set: shown, not counted."""
+    primary = ev.gate.primary_set
+    why = f"{metric} cannot judge {primary}: {ev.relevance.judge[primary][metric].evidence}"
+    return [
+        _not_judged(f"{metric}_gain_over_base", threshold, "min", why),
+        _not_judged(f"{metric}_over_constant_baseline", ev.gate.min_gain_over_constant, "min", why),
+    ]
+
+
 def _primary_rules(ev: _Evidence) -> tuple[list[GateRule], list[str]]:
-    """Correctness and ROUGE-L over the base and the constant answer, the answer loss, and no
-    correctness regression against the champion, on the primary set; warnings when the set is
-    too small to show the required gain."""
+    """Correctness and ROUGE-L over the base and the constant answer (where the metric can
+    judge the primary set), the answer loss, and no correctness regression against the
+    champion; warnings when the set is too small to show the required gain."""
     gate, primary = ev.gate, ev.gate.primary_set
     a, b = ev.new[primary], ev.scores["base"][primary]
-    rules: list[GateRule] = []
+    rules: list[GateRule] = _relevance_rules(ev)
     warnings: list[str] = []
     for metric, threshold in (
         ("correctness", gate.min_correctness_gain),
         ("rouge_l", gate.min_rouge_l_gain),
     ):
+        if not ev.judges(primary, metric):
+            rules += _stand_aside(ev, metric, threshold)
+            continue
         evidence = f"{primary}: challenger minus base, {len(a)} answers"
         rules.append(
             _gain_rule(f"{metric}_gain_over_base", ev.gain(a, b, metric), threshold, evidence)
@@ -188,7 +253,7 @@ def _primary_rules(ev: _Evidence) -> tuple[list[GateRule], list[str]]:
             f"{primary}: teacher-forced answer loss",
         )
     )
-    if ev.champ is not None:
+    if ev.champ is not None and ev.judges(primary, "correctness"):
         rules.append(
             _drop_rule(
                 "correctness_regression_vs_champion",

@@ -25,9 +25,26 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def _umask() -> int:
+    """The process umask: read from /proc on Linux (no window where another thread sees a
+    changed one), else set and restored."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/self/status", encoding="ascii") as f:
+            return int(next(line for line in f if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(folder: bool = False) -> int:
+    """The mode open() / mkdir() give a new file / folder: 0o666 / 0o777 less the umask."""
+    return (0o777 if folder else 0o666) & ~_umask()
+
+
 def _atomic_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, default_mode())  # mkstemp makes 0600; a report is an ordinary file
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
@@ -78,6 +95,7 @@ def atomic_dir(path: Path, marker: str | None = None) -> Iterator[Path]:
         raise ConfigError(f"{path}: exists and is not a folder; expected a folder to replace")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    tmp.chmod(default_mode(folder=True))  # mkdtemp makes 0700; the output is an ordinary folder
     try:
         yield tmp
     except BaseException:

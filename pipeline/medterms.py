@@ -144,10 +144,12 @@ class TrainingAnswers:
     texts: tuple[str, ...]
     grams: tuple[frozenset[str], ...]
     topics: tuple[frozenset[str], ...]
+    uses: tuple[int, ...] = ()  # conversations that give each answer
 
     @classmethod
     def from_rows(cls, rows: list[dict]) -> TrainingAnswers:
         topics: dict[str, set[str]] = {}
+        uses: dict[str, int] = {}
         for row in rows:
             users: list[str] = []
             for turn in row["conversations"]:
@@ -155,8 +157,38 @@ class TrainingAnswers:
                     users.append(turn["content"])
                 elif turn["role"] == "assistant":
                     topics.setdefault(turn["content"], set()).update(asked_conditions(users))
+                    uses[turn["content"]] = uses.get(turn["content"], 0) + 1
         texts = tuple(sorted(topics))
-        return cls(texts, tuple(map(_bigrams, texts)), tuple(frozenset(topics[t]) for t in texts))
+        return cls(
+            texts,
+            tuple(map(_bigrams, texts)),
+            tuple(frozenset(topics[t]) for t in texts),
+            tuple(uses[t] for t in texts),
+        )
+
+    def templates(self, min_uses: int) -> frozenset[str]:
+        """Training answers given by `min_uses` or more conversations (deferrals, the safety
+        answers): templates, not facts."""
+        return frozenset(t for t, n in zip(self.texts, self.uses, strict=True) if n >= min_uses)
+
+    def nearest(self, text: str, min_uses: int = GENERIC_AFTER) -> str | None:
+        """The training answer closest to `text` by character-bigram Jaccard, templates (given
+        by `min_uses` or more conversations) left out; None when none shares a bigram."""
+        grams = _bigrams(text)
+        best, best_overlap = None, 0.0
+        for t, g, n in zip(self.texts, self.grams, self.uses, strict=True):
+            if n >= min_uses or not g:
+                continue
+            overlap = len(grams & g) / len(grams | g)
+            if overlap > best_overlap:
+                best, best_overlap = t, overlap
+        return best
+
+    def reaches(self, reference: str) -> bool:
+        """A training answer (not a template) already scores correct against `reference`:
+        character ROUGE-L >= FACT_THRESHOLD with the nearest one."""
+        source = self.nearest(reference)
+        return source is not None and textmetrics.rouge_l(source, reference) >= FACT_THRESHOLD
 
     def source(self, answer: str) -> frozenset[str] | None:
         """The conditions of the training answer this one reproduces; None when it reproduces

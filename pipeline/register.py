@@ -4,7 +4,9 @@
 
 Every new version gets the alias `challenger`. `champion` moves to it only when the gate that
 `evaluate` decided (reports/gate.json) passed; each rule's value and verdict are set as tags on
-the version, and lineage tags record what made it: git commit, data / adapter / params hashes,
+the version, and lineage tags record what made it: git commit and whether the checkout differed
+from it (`register.allow_dirty: false` refuses to register then), data / code / adapter / params
+hashes (pipeline/fingerprint.py),
 base model and revision, tokenizer and chat-template fingerprint, library versions, and the
 validation report logged on the run. A refused version stays registered for inspection.
 """
@@ -20,8 +22,9 @@ from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
-from pipeline import registry, tracking
+from pipeline import fingerprint, registry, tracking
 from pipeline.config import Config
+from pipeline.errors import PipelineError
 from pipeline.io import write_json
 from pipeline.modeling import ModelSpec
 
@@ -55,36 +58,39 @@ def _files_sha256(*paths: Path) -> str:
     return json.dumps({p.name: _sha256(p) for p in paths if p.is_file()}, sort_keys=True)
 
 
-def data_sha256(cfg: Config) -> str:
-    """SHA-256 of every file the `ingest.sources` match (source id, file name, bytes, in params'
-    order): the `lineage.data_sha256` tag, and what the nightly flow compares to decide whether
-    the data changed. Sources may live outside data/raw/ (e.g. a shared CSV)."""
-    from pipeline.sources import source_files
+def check_clean(cfg: Config, git: fingerprint.GitState) -> None:
+    """With `register.allow_dirty: false`, refuse a checkout that differs from its commit (or
+    one that git cannot show clean): the version's git_commit would not reproduce it."""
+    if cfg.register_.allow_dirty or git.dirty == "false":
+        return
+    if git.dirty == "unknown":
+        why = f"{cfg.root} is not a git checkout (or git is missing): cannot prove it is clean"
+    else:
+        files = git.tags()["dirty_files"]
+        why = f"uncommitted changes in {len(git.dirty_files)} file(s): {files}"
+    raise PipelineError(
+        f"register: refusing to register from a dirty checkout: {why}. Commit them (git add, "
+        "git commit), or set register.allow_dirty: true in params.yaml"
+    )
 
-    digest = hashlib.sha256()
-    for src in cfg.ingest.sources:
-        for path in source_files(src, cfg.root):
-            digest.update(f"{src.id}\0{path.name}\0".encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
-
-def lineage(cfg: Config) -> dict[str, str]:
+def lineage(cfg: Config, git: fingerprint.GitState | None = None) -> dict[str, str]:
     """Tags that let a user trace and reproduce a version."""
     paths = cfg.paths
+    git = git or fingerprint.git_state(cfg.root)
     tok_files = [
         paths.adapter_dir / n
         for n in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
     ]
     tags = {
-        "git_commit": tracking.git_commit(cfg.root),
-        "data_sha256": data_sha256(cfg),
+        **git.tags(),
+        "data_sha256": fingerprint.data_sha256(cfg),
+        "code_sha256": fingerprint.code_sha256(cfg),
+        "params_md5": fingerprint.params_md5(cfg),
         "train_split_sha256": _sha256(paths.split_file("train")),
         "adapter_sha256": _sha256(paths.adapter_dir / "adapter_model.safetensors"),
         "adapter_files_sha256": _files_sha256(*sorted(paths.adapter_dir.iterdir())),
-        "params_sha256": hashlib.sha256(
-            json.dumps(cfg.model_dump(mode="json", by_alias=True), sort_keys=True).encode()
-        ).hexdigest(),
+        "params_sha256": fingerprint.params_sha256(cfg),
         "base_model": cfg.model.base,
         "base_revision": cfg.model.revision
         if not cfg.uses_builtin_base
@@ -152,10 +158,12 @@ class RegisterResult:
 def run(cfg: Config) -> RegisterResult:
     import mlflow
 
+    git = fingerprint.git_state(cfg.root)
+    check_clean(cfg, git)  # before anything is read, logged or registered
     paths = cfg.paths
     gate = json.loads((paths.reports / "gate.json").read_text())
     name = cfg.register_.model_name
-    tags = {f"lineage.{k}": v for k, v in lineage(cfg).items()}
+    tags = {f"lineage.{k}": v for k, v in lineage(cfg, git).items()}
     with tracking.resume_run(cfg) as active:
         summary = paths.validation_reports / "summary.json"
         if summary.exists():

@@ -4,9 +4,11 @@ answers. Rendered as Markdown and as a self-contained HTML page (no external ass
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.gate import GateDecision
+from pipeline.relevance import Relevance
 
 CONVENTIONS = (
     "Answers are greedy, to the last user turn of each held-out question (gold history before "
@@ -18,8 +20,47 @@ CONVENTIONS = (
     "F1 / smoothed BLEU per answer, averaged. repetition_rate: share of looping answers. "
     "constant: one typical training answer given to every question. Intervals: 95% paired "
     "bootstrap over questions. answer_loss: teacher-forced cross-entropy on the primary set's "
-    "reference answers."
+    "reference answers. Stock reply: an answer given to several different questions, or a "
+    "training template; it earns no credit. Relevance gap: each answer scored against its own "
+    "reference minus against another question's (a seeded rotation); a metric whose own "
+    "references' halves do not separate cannot judge the set and is not counted."
 )
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the evaluation covered: the test split per source (and category), judged of
+    available; which metrics can judge each set, and the relevance gaps; training sources."""
+
+    coverage: dict[str, dict[str, Any]] = field(default_factory=dict)
+    relevance: Relevance | None = None
+    sources: list[str] = field(default_factory=list)
+    near_duplicates: dict[str, str] = field(default_factory=dict)  # set -> a line
+
+
+def _coverage_lines(ctx: Context) -> list[str]:
+    lines = [f"Trained on: {'; '.join(ctx.sources)}."] if ctx.sources else []
+    for src, c in ctx.coverage.items():
+        cats = ", ".join(f"{k} {j} of {n}" for k, (j, n) in sorted(c["categories"].items()))
+        lines.append(
+            f"Test questions judged from source `{src}`: {c['judged']} of {c['available']}"
+            + (f" ({cats})" if cats else "")
+            + "."
+        )
+    lines += [f"Set `{s}`: {line}." for s, line in ctx.near_duplicates.items()]
+    return lines
+
+
+def _relevance_rows(ctx: Context, set_name: str, names: list[str]) -> list[list[str]]:
+    rel = ctx.relevance
+    if rel is None or set_name not in rel.judge:
+        return []
+    rows = []
+    for metric, j in rel.judge[set_name].items():
+        cells = [str(rel.gaps[n][set_name][metric]) if n in rel.gaps else "" for n in names]
+        verdict = "judges" if j.can_judge else "CANNOT JUDGE (not counted)"
+        rows.append([metric, *cells, f"{verdict}: {j.evidence}"])
+    return rows
 
 
 def _fmt(value: Any) -> str:
@@ -34,7 +75,12 @@ def _set_rows(metrics: dict, set_name: str) -> tuple[list[str], list[list[str]]]
 
 def _verdict(decision: GateDecision) -> list[list[str]]:
     sign = {"min": ">=", "max": "<="}
-    label = {"pass": "pass", "fail": "FAIL", "insufficient": "FAIL (not enough evidence)"}
+    label = {
+        "pass": "pass",
+        "fail": "FAIL",
+        "insufficient": "FAIL (not enough evidence)",
+        "not_judged": "not counted",
+    }
     rows = []
     for r in decision.rules:
         iv = r.interval
@@ -132,9 +178,10 @@ def _gate_section(
 
 
 def _set_section(
-    metrics: dict, samples: list[dict], set_name: str, kind: str, per_set: int
+    metrics: dict, samples: list[dict], set_name: str, kind: str, per_set: int, ctx: Context
 ) -> tuple[list[str], list[str]]:
-    """(markdown, html) blocks of one held-out set: its metric table and sample answers."""
+    """(markdown, html) blocks of one held-out set: its metric table, its relevance gaps and
+    which metrics can judge it, and sample answers."""
     names, rows = _set_rows(metrics, set_name)
     head = f"Set `{set_name}` ({kind})"
     sample_rows = _samples(samples, set_name, names, per_set)
@@ -144,6 +191,11 @@ def _set_section(
         f"<h2>{html.escape(head.replace('`', ''))}</h2>",
         _html_table(["metric", *names], rows, "metrics"),
     ]
+    gap_rows = _relevance_rows(ctx, set_name, names)
+    if gap_rows:
+        gap_header = ["relevance gap (own minus another's reference)", *names, "can it judge?"]
+        md += [_md_table(gap_header, gap_rows)]
+        page += [_html_table(gap_header, gap_rows, "relevance")]
     if sample_rows:
         md += [_md_table(sample_header, sample_rows)]
         page += [_html_table(sample_header, sample_rows, "samples")]
@@ -158,12 +210,18 @@ def render(
     champion_version: str | None,
     per_set: int = 6,
     title: str = "Evaluation report",
+    context: Context | None = None,
 ) -> tuple[str, str]:
-    """(markdown, html) of the same report: verdict, gate rules with intervals, one metric
-    table per held-out set (constant baseline, base, champion, challenger), sample answers."""
+    """(markdown, html) of the same report: verdict, what was judged, gate rules with
+    intervals, one metric table per held-out set (constant baseline, base, champion,
+    challenger) with its relevance gaps, sample answers."""
+    ctx = context or Context()
     md, page = _gate_section(decision, champion_version, title)
+    covered = _coverage_lines(ctx)
+    md[2:2] = covered
+    page[2:2] = [f"<p>{html.escape(line)}</p>" for line in covered]
     for set_name, kind in kinds.items():
-        set_md, set_page = _set_section(metrics, samples, set_name, kind, per_set)
+        set_md, set_page = _set_section(metrics, samples, set_name, kind, per_set, ctx)
         md += set_md
         page += set_page
     md += ["## Conventions", CONVENTIONS]

@@ -109,7 +109,7 @@ def run(
     base: bool = False,
     out: Path | None = None,
 ) -> ScoreResult:
-    from pipeline.evaluate import answer_sets, constant_baseline, training_answers
+    from pipeline.evaluate import answer_sets, constant_baseline, summarize, training_answers
 
     if sum([version is not None, alias is not None, base]) != 1:
         raise PipelineError("score: give exactly one of --version, --alias, --base")
@@ -119,13 +119,13 @@ def run(
         label, model, tok, spec = _model(cfg, Path(tmp), version, alias, base)
         answers = answer_sets(label, model, tok, spec, sets, cfg)
     training = training_answers(cfg)
-    scores = {s: scoring.score_items(sets[s], answers[s], training) for s in sets}
-    metrics = {"model": {s: scoring.set_metrics(sets[s][0].kind, scores[s]) for s in sets}}
+    scores, model_metrics = summarize(sets, answers, None, cfg, training)
+    metrics = {"model": model_metrics}
     all_scores = {"model": scores}
     rules = []
     intervals: dict[str, dict[str, float | int]] = {}
     if training is not None:
-        (c_scores, c_metrics), _ = constant_baseline(sets, training)
+        (c_scores, c_metrics), _ = constant_baseline(sets, training, cfg)
         metrics = {"constant": c_metrics, **metrics}
         all_scores = {"constant": c_scores, **all_scores}
         intervals, rules = _over_constant(cfg, sets, scores, c_scores)

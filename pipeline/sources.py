@@ -51,7 +51,10 @@ RAW_SHOWN = 500  # characters of an unparseable record kept for the quarantine
 
 
 class Turns(list):
-    """Turns a table row already built in the normalized shape (no JSON format to apply)."""
+    """Turns a table row already built in the normalized shape (no JSON format to apply), with
+    the row's `category_column` cell when the source declares one."""
+
+    category: str | None = None
 
 
 @dataclass
@@ -169,12 +172,19 @@ def _table_records(text: str, src: SourceConfig, shown: str) -> Iterator[tuple[i
     header = next(reader, None) or []
     header = [h.strip() for h in header]
     wanted = [*src.question_columns, src.answer_column]
+    wanted += [src.category_column] if src.category_column else []
     missing = [c for c in wanted if c not in header]
     if missing:
         raise IngestError(
             f"{shown}:1: {src.format.upper()} header {header} has no column "
             f"{', '.join(map(repr, missing))} (source {src.id!r} needs question_columns "
-            f"{list(src.question_columns)} and answer_column {src.answer_column!r})"
+            f"{list(src.question_columns)}"
+            + (f", answer_column {src.answer_column!r}" if src.category_column else "")
+            + (
+                f" and category_column {src.category_column!r})"
+                if src.category_column
+                else f" and answer_column {src.answer_column!r})"
+            )
         )
     index = {name: header.index(name) for name in wanted}
     start = reader.line_num + 1
@@ -195,7 +205,9 @@ def _table_records(text: str, src: SourceConfig, shown: str) -> Iterator[tuple[i
         question = src.join.join(cell[c] for c in src.question_columns if cell[c])
         answer = cell[src.answer_column]
         turns = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-        yield lineno, raw, Turns(turns)
+        row_turns = Turns(turns)
+        row_turns.category = cell[src.category_column] if src.category_column else None
+        yield lineno, raw, row_turns
 
 
 def _scrub(text: str) -> str:
@@ -250,6 +262,8 @@ def read_file(path: Path, src: SourceConfig, shown: str) -> FileResult:
         row = {"id": conversation_id(turns), **where, "conversations": turns}
         if record_id is not None:
             row["record_id"] = _scrub(record_id)
+        if getattr(obj, "category", None):
+            row["category"] = _scrub(obj.category)
         if pii:
             row["pii"] = pii
         rows.append(row)

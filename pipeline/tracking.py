@@ -7,6 +7,7 @@ metrics, the gate decision and the registered model all sit on one run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -54,8 +55,61 @@ def setup(cfg: Config) -> str:
         )
     else:
         experiment_id = exp.experiment_id
+        follow_moved_project(cfg, uri, exp.artifact_location)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+# Where MLflow 3.17's sqlite store keeps absolute artifact URIs (written once, at creation:
+# a run's artifact_uri is its experiment's artifact_location + run id, fixed for good).
+ARTIFACT_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+    ("model_versions", "storage_location"),
+    ("trace_tags", "value"),  # mlflow.artifactLocation
+)
+
+
+def follow_moved_project(cfg: Config, uri: str, stored: str) -> None:
+    """A project folder that was moved or copied brings its sqlite store along, and the store
+    still names the old folder's artifacts: new runs (and resumed ones) would write there.
+    When the store lives in the project, the experiment's artifact location is a `file:` URI
+    outside it and the configured location (inside it) is the same relative folder, every
+    artifact URI under the old folder is rewritten to the project's (MLflow has no API to move
+    an experiment's artifact location), so new artifacts land in the project and the moved
+    ones stay readable. A server's store (`mlflow-artifacts:`, http) is never touched."""
+    import sqlite3
+    from urllib.parse import unquote, urlparse
+
+    prefix = "sqlite:///"
+    root = cfg.root.resolve()
+    wanted = (root / cfg.register_.artifact_location).resolve()
+    if not uri.startswith(prefix) or not stored.startswith("file:"):
+        return
+    db = Path(uri[len(prefix) :]).resolve()
+    if not (db.is_relative_to(root) and wanted.is_relative_to(root)) or wanted == root:
+        return
+    old = Path(unquote(urlparse(stored).path))
+    rel = wanted.relative_to(root).parts
+    if stored == wanted.as_uri() or old.parts[-len(rel) :] != rel:
+        return  # in place, or a location the user chose: left as MLflow keeps it
+    new = wanted.as_uri()
+    with contextlib.closing(sqlite3.connect(db)) as con, con:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        for table, col in ARTIFACT_COLUMNS:
+            if table in tables:
+                con.execute(
+                    f"UPDATE {table} SET {col} = ? || substr({col}, ?) "  # noqa: S608 - constants
+                    f"WHERE {col} = ? OR substr({col}, 1, ?) = ?",
+                    (new, len(stored) + 1, stored, len(stored) + 1, stored + "/"),
+                )
+    # This process may have cached a run's artifact repository at the old place (MLflow keeps
+    # one per run id): forget them, so a resumed run writes where its URI now points.
+    from mlflow.tracking._tracking_service import utils
+
+    getattr(utils, "_artifact_repos_cache", {}).clear()
+    log.warning("MLflow store %s was moved with the project: artifacts now under %s", db, new)
 
 
 def git_commit(root: Path) -> str:

@@ -65,6 +65,7 @@ PERMISSIVE_GATE = {
     "evaluate.gate.min_stop_rate": 0.0,
     "evaluate.gate.max_template_leak_rate": 1.0,
     "evaluate.gate.max_identity_rate": 1.0,
+    "evaluate.gate.min_relevance_gap": -1.0,
 }
 
 
@@ -84,9 +85,18 @@ def read_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
+# Test projects read every JSON Lines file under data/raw/ (the repo's params name the demo
+# file alone): tests add files there and expect ingest to see them.
+TEST_SOURCES = [
+    {"id": "project", "path": "data/raw/*.jsonl", "format": "project", "encoding": "utf-8"}
+]
+
+
 def write_params(root: Path, overrides: dict) -> None:
-    """Copy the repo's params.yaml to `root`, with dotted-key overrides applied."""
+    """Copy the repo's params.yaml to `root`, with dotted-key overrides applied (and, unless
+    overridden, `ingest.sources` reading data/raw/*.jsonl)."""
     tree = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    overrides = {"ingest.sources": TEST_SOURCES} | overrides
     for dotted, value in overrides.items():
         node = tree
         *parents, leaf = dotted.split(".")

@@ -61,6 +61,14 @@ OVERRIDES = {
     "train.epochs": 6,
     "evaluate.max_samples": 8,
     "split.always_train": [],
+    # The verdicts under test are right vs wrong answers on all 76 recall wordings; the 20 that
+    # are near-duplicates of trained wordings stay in (flagged), as the figures below assume.
+    "evaluate.near_duplicates": "flag",
+    # This tenth-size corpus trains a tiny base whose recall swings with which conversations
+    # train (measured: near-duplicate grouping moved 2 conversations into train and the right
+    # adapter's recall correctness fell from 0.75 to 0.35; 0.56 with 8 epochs). The split is
+    # not under test here: keep the exact-match split the figures were measured on.
+    "split.near_duplicate_threshold": None,
 }
 
 

@@ -3,9 +3,9 @@
 A tiny copy of the project is deployed from its prefect.yaml onto `prefect server start` (free
 loopback port, PREFECT_HOME in tmp) with the commands of `make deploy`; a process worker runs
 the triggered flow runs. First run: trains, registers version 1, attaches the validation
-summary and the evaluation report, leaves `dvc status` clean. Second run, same data: skipped,
-no new version. Third run, a broken conversation added: fails with the validation message,
-still no new version.
+summary and the evaluation report, leaves `dvc status` clean. Second run, same data, params and
+code: skipped, no new version. Third run, a broken conversation added: fails with the
+validation message, still no new version.
 """
 
 from __future__ import annotations
@@ -133,18 +133,19 @@ def test_nightly_deployment_trains_then_skips_then_fails_on_bad_data(tmp_path):
             assert arts["validation-summary"].type == "table"
             assert arts["validation-summary"].description.startswith("passed: 80 conversations")
             [v1] = _versions(cfg)
-            from pipeline import register
+            from pipeline import fingerprint
 
-            assert v1.tags["lineage.data_sha256"] == register.data_sha256(cfg)
+            assert v1.tags["lineage.data_sha256"] == fingerprint.data_sha256(cfg)
             status = servers.run([sys.executable, "-m", "dvc", "status"], root, servers.env())
             assert "up to date" in status  # the flow recorded every stage in dvc.lock
 
             # 2. Same data: skipped, nothing registered.
             second = api.wait(api.trigger(name), 300, worker_log)
             assert second.state.is_completed(), (second.state, api.logs(second.id))
-            assert second.state.message == "skipped: data unchanged since version 1"
+            skipped = "skipped: data, params and code unchanged since version 1"
+            assert second.state.message == skipped
             result = api.artifacts(second.id)["nightly-result"]
-            assert result.description == "skipped: data unchanged since version 1"
+            assert result.description == skipped
             assert len(_versions(cfg)) == 1
 
             # 3. A broken conversation: failed with the validation error, nothing registered.

@@ -58,7 +58,7 @@ def flow_project_on_server(tmp_path_factory, mlflow_url):
 
 def test_pipeline_registers_on_the_mlflow_server(flow_project_on_server, mlflow_url):
     from mlflow import MlflowClient
-    from pipeline import register
+    from pipeline import fingerprint
 
     root = flow_project_on_server
     cfg = load_config(root / "params.yaml")
@@ -66,7 +66,7 @@ def test_pipeline_registers_on_the_mlflow_server(flow_project_on_server, mlflow_
     name = cfg.register_.model_name
     v1 = client.get_model_version_by_alias(name, "challenger")
     assert int(v1.version) == 1
-    assert v1.tags["lineage.data_sha256"] == register.data_sha256(cfg)
+    assert v1.tags["lineage.data_sha256"] == fingerprint.data_sha256(cfg)
     run = client.get_run(v1.run_id)
     assert run.data.params["train.lora.r"] == str(cfg.train.lora.r)
     assert run.info.artifact_uri.startswith("mlflow-artifacts:/")  # served by the server

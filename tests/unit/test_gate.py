@@ -22,6 +22,7 @@ GATE = GateConfig(
     min_stop_rate=0.9,
     max_template_leak_rate=0.0,
     max_identity_rate=0.0,
+    min_relevance_gap=0.01,
     require_approval=False,
     approval_timeout_s=3600,
 )

@@ -70,3 +70,42 @@ def test_gpu_recipe_is_a_valid_override_of_params():
     walk(yaml.safe_load(recipe))
     cfg = load_config(REPO / "params.yaml", overrides, check_base=False)  # for a GPU machine
     assert cfg.model.base == "Qwen/Qwen2.5-7B-Instruct" and cfg.train.quantization.mode == "4bit"
+
+
+def _params_rows() -> list[tuple[list[str], str]]:
+    """(dotted keys, defaults cell) of each params-table row: `a.b` / `c` names a.b and a.c."""
+    rows = []
+    row = re.compile(r"^\| (`[a-z_.]+`(?:(?: /|,) `[a-z_]+`)*) \| ([^|]*) \|", re.M)
+    for keys, defaults in row.findall(README):
+        names = re.findall(r"`([a-z_.]+)`", keys)
+        parent = names[0].rsplit(".", 1)[0]
+        rows.append(([names[0]] + [f"{parent}.{n}" for n in names[1:]], defaults.strip()))
+    return rows
+
+
+def _value(params: dict, dotted: str):
+    for part in dotted.split("."):
+        params = params[part]
+    return params
+
+
+def test_params_table_defaults_are_params_yaml_values():
+    """Every default the table shows as values (`x` / `y`, one per key) is params.yaml's; a
+    descriptive cell ("see file", "2 questions") or a list / section value is not compared."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    checked, wrong = 0, []
+    for keys, cell in _params_rows():
+        only_values = re.fullmatch(r"`[^`]*`(?:(?: /|,) `[^`]*`)*", cell)
+        values = re.findall(r"`([^`]*)`", cell) if only_values else []
+        nodes = [_value(params, key) for key in keys]
+        if not values or all(isinstance(n, (dict, list)) for n in nodes):
+            continue
+        if len(values) != len(keys):
+            wrong.append(f"{' / '.join(keys)}: {len(values)} values for {len(keys)} keys")
+            continue
+        for key, shown, node in zip(keys, values, nodes, strict=True):
+            checked += 1
+            if yaml.safe_load(shown) != node:
+                wrong.append(f"{key}: README {shown}, params.yaml {node!r}")
+    assert checked > 40
+    assert wrong == []

@@ -6,7 +6,11 @@ from pipeline.textmetrics import bleu4, repetition, rouge_l, rouge_n, words
 from tests.conftest import REPO
 
 SPLIT = SplitConfig(
-    seed=42, val_fraction=0.1, test_fraction=0.2, always_train=("感冒有什么症状？",)
+    seed=42,
+    val_fraction=0.1,
+    test_fraction=0.2,
+    always_train=("感冒有什么症状？",),
+    near_duplicate_threshold=0.7,
 )
 
 
