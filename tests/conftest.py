@@ -81,6 +81,30 @@ def register_degraded(root: Path) -> dict:
     return result
 
 
+# The real corpus beside the project (../shared/data, never committed; CMD_CORPUS overrides):
+# tests that read it skip cleanly where it is absent.
+REAL_CSV = Path(
+    os.environ.get("CMD_CORPUS", REPO.parent / "shared" / "data" / "cmd_internal_medicine.csv")
+)
+
+
+def real_corpus_rows() -> list[dict]:
+    """The real corpus as ingest reads it (GB18030 CSV, title + ask -> answer, department)."""
+    from pipeline.config import SourceConfig
+    from pipeline.sources import read_file
+
+    src = SourceConfig(
+        id="cmd",
+        path="-",
+        format="csv",
+        encoding="gb18030",
+        question_columns=("title", "ask"),
+        answer_column="answer",
+        category_column="department",
+    )
+    return read_file(REAL_CSV, src, REAL_CSV.name).rows
+
+
 def read_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 

@@ -3,20 +3,16 @@ templates, the held-out check, and the split keeping near-duplicates on one side
 
 from __future__ import annotations
 
-import os
 import random
 from itertools import combinations
-from pathlib import Path
 
 import pytest
 
 from pipeline import neardup, split
-from pipeline.config import SourceConfig, load_config
-from tests.conftest import REPO
+from pipeline.config import load_config
+from tests.conftest import REAL_CSV, REPO, real_corpus_rows
 
-REAL = Path(
-    os.environ.get("CMD_CORPUS", REPO.parent / "shared" / "data" / "cmd_internal_medicine.csv")
-)
+REAL = REAL_CSV
 # Hand-written rewordings of one question (greeting, ending); one hashes to test, one to train.
 BASE_Q = "我最近三个月经常在晚上睡觉的时候突然胸口发闷还出很多汗"
 Q_TRAIN = BASE_Q + "，怎么办？"  # Jaccard 0.74 with Q_TEST
@@ -179,18 +175,8 @@ def test_split_does_not_chain_templated_answers():
 
 @pytest.mark.skipif(not REAL.exists(), reason=f"{REAL} not present (the shared real corpus)")
 def test_real_corpus_split_has_no_near_duplicates_across_train_and_test():
-    from pipeline import sources
-
-    src = SourceConfig(
-        id="cmd",
-        path="-",
-        format="csv",
-        encoding="gb18030",
-        question_columns=("title", "ask"),
-        answer_column="answer",
-    )
     seen, rows = set(), []
-    for row in sources.read_file(REAL, src, "cmd.csv").rows[:3000]:
+    for row in real_corpus_rows()[:3000]:
         key = repr(row["conversations"])  # validate drops exact repeats
         if key not in seen:
             seen.add(key)

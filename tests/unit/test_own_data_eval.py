@@ -8,30 +8,20 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from pipeline import evalsets, relevance, scoring
-from pipeline.config import BootstrapConfig, SourceConfig
+from pipeline.config import BootstrapConfig
 from pipeline.gate import NOT_JUDGED, decide
 from pipeline.generation import Answer
 from pipeline.medterms import TrainingAnswers
-from tests.conftest import REPO, read_rows
+from tests.conftest import REAL_CSV, REPO, read_rows, real_corpus_rows
 from tests.unit.test_gate import GATE
 
 BOOT = BootstrapConfig(resamples=1000, seed=0)
 STOCK = "您问的这种疾病，我这里没有足够可靠的资料，请到正规医院相应科室就诊。"
-CSV_NAMES = ("cmd_internal_medicine.csv",)
-CSV = next(
-    (
-        d / "data" / n
-        for d in (REPO.parent / "shared", Path("/work/shared"))
-        for n in CSV_NAMES
-        if (d / "data" / n).is_file()
-    ),
-    None,
-)
+CSV = REAL_CSV if REAL_CSV.is_file() else None
 needs_csv = pytest.mark.skipif(CSV is None, reason="the real corpus (../shared/data) is absent")
 
 
@@ -177,18 +167,7 @@ def test_gaps_tell_right_answers_from_wrong_ones_on_the_default_data():
 
 
 def _csv_items(limit: int = 400):
-    from pipeline.sources import read_file
-
-    src = SourceConfig(
-        id="cmd",
-        path=str(CSV),
-        format="csv",
-        encoding="gb18030",
-        question_columns=("title", "ask"),
-        answer_column="answer",
-        category_column="department",
-    )
-    rows = read_file(CSV, src, CSV.name).rows
+    rows = real_corpus_rows()
     rows = evalsets.sample(rows, 2 * limit, 7)
     train, test = rows[:limit], rows[limit:]
     items = [evalsets.from_conversation("test", "reference", r) for r in test[:150]]
@@ -281,3 +260,41 @@ def test_semantic_judges_real_free_text_and_shows_no_gap_for_one_answer():
         assert rel.judge["test"]["semantic"].can_judge
         iv = rel.gaps["challenger"]["test"]["semantic"]
         assert iv.low > 0.005 if right else abs(iv.mean) < 0.01, iv
+
+
+def test_a_reference_a_training_answer_already_reaches_is_left_out_as_a_near_duplicate():
+    # A re-spun copy of a training answer: trigram Jaccard 0.2 (MinHash does not see it), yet
+    # the training answer scores ROUGE-L 0.74 >= 0.6 against it: correctness credit for free.
+    from pipeline import neardup, textmetrics
+    from pipeline.config import load_config
+
+    trained = (
+        "乙肝小三阳的人平时要注意休息，不要熬夜，戒酒，"
+        "定期复查肝功能和病毒定量，有异常再听医生安排用药。"
+    )
+    respun = (
+        "你好，小三阳平时一定注意多休息，别熬夜，酒要戒掉，"
+        "要定期去复查肝功能以及病毒定量，有异常再听医生的安排用药，祝健康。"
+    )
+    assert neardup.jaccard(neardup.shingles(trained), neardup.shingles(respun)) < 0.7
+    assert textmetrics.rouge_l(trained, respun) >= 0.6
+
+    def conv(q: str, a: str) -> dict:
+        turns = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        return {"id": q, "source": "cmd", "conversations": turns}
+
+    train = [
+        conv("小三阳平时要注意什么？", trained),
+        conv("胃胀吃什么好？", "少食多餐，清淡饮食。"),
+    ]
+    held = [
+        conv("查出小三阳了，生活上怎么办", respun),
+        conv("手脚冰凉是怎么回事", "多与末梢循环差有关，注意保暖，必要时查甲状腺功能和贫血。"),
+    ]
+    items = [evalsets.from_conversation("test", "reference", r) for r in held]
+    cfg = load_config(REPO / "params.yaml")
+    kept, line = evalsets.near_duplicates(
+        items, train, TrainingAnswers.from_rows(train), cfg, answers=True
+    )
+    assert [i.id for i in kept] == ["手脚冰凉是怎么回事"]
+    assert "1 more reached by a training answer at ROUGE-L >= 0.6" in line
