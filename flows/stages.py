@@ -28,7 +28,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import shutdown
 from flows.stagelog import stage_logs
-from pipeline import STAGES
+from pipeline import STAGE_MODULES, STAGES
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
 
@@ -115,8 +115,8 @@ def record(root: Path, name: str) -> None:
 
 
 def stage_function(name: str) -> Callable[[Any], Any]:
-    """`pipeline.<name>.run`: the function `python -m pipeline <name>` (dvc.yaml's cmd) calls."""
-    return importlib.import_module(f"pipeline.{name}").run
+    """The stage module's `run`: the function `python -m pipeline <name>` (dvc.yaml's cmd) calls."""
+    return importlib.import_module(STAGE_MODULES[name]).run
 
 
 def stage_task(name: str):

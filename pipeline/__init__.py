@@ -1,4 +1,5 @@
-"""Stage code of the Qwen medical fine-tuning pipeline: one module per dvc.yaml stage.
+"""Stage code of the Qwen medical fine-tuning pipeline: one module per dvc.yaml stage, grouped
+by concern (data/, training/, evaluation/, registry/; serving/ and text/ hold no stage).
 
 Each stage module has `run(cfg: Config)`; `python -m pipeline <stage>` runs one, `dvc repro`
 runs them all, and flows/ orchestrates the same functions with Prefect.
@@ -6,5 +7,16 @@ runs them all, and flows/ orchestrates the same functions with Prefect.
 
 # The DAG, in execution order. dvc.yaml and flows/ must agree with it (tests/unit/test_dag.py).
 STAGES = ("ingest", "validate", "split", "base", "preprocess", "train", "evaluate", "register")
+# Where each stage's module lives: pipeline/<concern>/<stage>.py.
+STAGE_MODULES = {
+    "ingest": "pipeline.data.ingest",
+    "validate": "pipeline.data.validate",
+    "split": "pipeline.data.split",
+    "base": "pipeline.training.base",
+    "preprocess": "pipeline.training.preprocess",
+    "train": "pipeline.training.train",
+    "evaluate": "pipeline.evaluation.evaluate",
+    "register": "pipeline.registry.register",
+}
 # The data splits `split` writes and the later stages read.
 SPLITS = ("train", "val", "test")

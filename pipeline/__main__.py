@@ -33,7 +33,7 @@ from pathlib import Path  # noqa: E402
 
 import yaml  # noqa: E402
 
-from pipeline import STAGES  # noqa: E402
+from pipeline import STAGE_MODULES, STAGES  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.errors import (  # noqa: E402
     ConfigError,
@@ -119,7 +119,7 @@ def _own_data_args(sub) -> None:
     from pipeline.config import ENCODINGS, FORMATS
 
     sp = sub.add_parser(
-        "own-data", help="point params.yaml at your own file (no demo data; pipeline/own_data.py)"
+        "own-data", help="point params.yaml at your own file (no demo data; data/own_data.py)"
     )
     sp.add_argument("file", type=Path, help="your conversations, under data/raw/")
     sp.add_argument("--id", default="own", help="source id (default: %(default)s)")
@@ -156,8 +156,8 @@ def _validate_args(sp: argparse.ArgumentParser) -> None:
 def _check_files(cfg, args: argparse.Namespace) -> None:
     from pydantic import ValidationError
 
-    from pipeline import validate, validation_report
     from pipeline.config import SourceConfig
+    from pipeline.data import validate, validation_report
 
     try:
         source = SourceConfig(
@@ -189,33 +189,33 @@ def _overrides(pairs: list[str]) -> dict[str, object]:
 
 def _dispatch(args: argparse.Namespace) -> None:
     if args.command == "chat":
-        from pipeline.chat import check_question
+        from pipeline.serving.chat import check_question
 
         check_question(args.question)  # a usage error before params or any model load
     cfg = load_config(args.params, _overrides(args.set))
     if args.command == "chat":
-        from pipeline import chat
+        from pipeline.serving import chat
 
         print(chat.run(cfg, args.question, args.alias))
     elif args.command == "serve":
-        from pipeline import serve
+        from pipeline import serving as serve
 
         serve.run(cfg, args.host, args.port, args.alias)
     elif args.command == "registry":
-        from pipeline import registry
+        from pipeline.registry import versions as registry
 
         print(registry.main(cfg, args.action, args.version, args.force, args.reason))
     elif args.command == "export":
-        from pipeline import export
+        from pipeline.registry import export
 
         print(export.run(cfg, args.version, args.out, args.dtype, args.overwrite))
     elif args.command == "score":
-        from pipeline import score
+        from pipeline.evaluation import score
 
         result = score.run(cfg, args.files, args.version, args.alias, args.base, args.out)
         print(f"{result.model}: report in {result.out / 'report.html'}")
     elif args.command == "own-data":
-        from pipeline import own_data
+        from pipeline.data import own_data
 
         options = {
             "id": args.id,
@@ -238,7 +238,7 @@ def _dispatch(args: argparse.Namespace) -> None:
     elif args.command == "validate" and args.files:
         _check_files(cfg, args)
     else:
-        importlib.import_module(f"pipeline.{args.command}").run(cfg)
+        importlib.import_module(STAGE_MODULES[args.command]).run(cfg)
 
 
 def main(argv: list[str] | None = None) -> None:

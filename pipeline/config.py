@@ -4,7 +4,7 @@ Every stage receives a frozen `Config`; nothing else reads params.yaml. Unknown 
 rejected at load time with the offending key path, so a typo never silently falls back to a
 default. Defaults live in params.yaml only: every field here is required.
 
-Every section is typed here except `evaluate.judge` (pipeline/judge_config.py, the judge's own
+Every section is typed here except `evaluate.judge` (evaluation/judge_config.py, the judge's own
 URL and key checks); the files the stages read and write are `cfg.paths` (pipeline/paths.py).
 """
 
@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.errors import ConfigError
-from pipeline.judge_config import JudgeConfig
+from pipeline.evaluation.judge_config import JudgeConfig
 from pipeline.paths import Paths
 
 BUILTIN_BASE = "tiny-qwen"
@@ -53,7 +53,7 @@ class SourceConfig(_Section):
     answer_column: str | None = None  # csv/tsv: the assistant turn
     join: str = "\n"  # csv/tsv: between the non-empty question columns
     # csv/tsv: a column that sorts conversations into groups (e.g. a department); evaluation
-    # samples every group of every source (pipeline/evalsets.py)
+    # samples every group of every source (pipeline/evaluation/evalsets.py)
     category_column: str | None = None
 
     @model_validator(mode="after")
@@ -90,7 +90,7 @@ STRUCTURAL_RULES = ("malformed_json", "schema", "content_type")
 
 
 class PoliciesConfig(_Section):
-    """What happens to a conversation that breaks a rule (see pipeline/validate.py)."""
+    """What happens to a conversation that breaks a rule (see pipeline/data/validate.py)."""
 
     malformed_json: Policy
     schema_: Policy = Field(alias="schema")
@@ -194,7 +194,7 @@ class QuantConfig(_Section):
 
 
 class SpeedConfig(_Section):
-    """GPU speed-ups of the train stage, resolved for the machine by pipeline/speed.py (a
+    """GPU speed-ups of the train stage, resolved for the machine by pipeline/training/speed.py (a
     missing package is a ConfigError there; a CUDA-only option falls back on a CPU)."""
 
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2", "flex_attention"]
@@ -244,7 +244,7 @@ class GateConfig(_Section):
     max_template_leak_rate: float = Field(ge=0, le=1)
     max_identity_rate: float = Field(ge=0, le=1)
     # Relevance: own reference minus another question's reference, per answer (lower bound of
-    # the 95% interval), for every metric that can judge the primary set (pipeline/relevance.py)
+    # the 95% interval), for every metric that can judge the primary set (evaluation/relevance.py)
     min_relevance_gap: float
     # Human sign-off: a passing version is registered without moving `champion`; the nightly
     # flow asks a reviewer (flows/nightly.py). Defaults match params.yaml.
@@ -280,14 +280,14 @@ class EvaluateConfig(_Section):
     # Held-out questions (and answers) with a near-duplicate in train: exclude or flag them
     near_duplicates: Literal["exclude", "flag"]
     near_duplicate_threshold: float = Field(gt=0, le=1)  # character-trigram Jaccard
-    # multilingual-e5-small similarity to the reference (pipeline/semantic.py): reported,
+    # multilingual-e5-small similarity to the reference (pipeline/evaluation/semantic.py): reported,
     # checked for relevance and gated like ROUGE; for free-text references
     semantic: bool
     report_samples: int = Field(ge=0)  # side-by-side answers per set shown in the report
     sets: tuple[EvalSetConfig, ...]
     safety_probes: str | None  # JSON Lines of {id, category, prompt}; null: no probes
     bootstrap: BootstrapConfig
-    judge: JudgeConfig  # optional LLM judge (pipeline/judge.py); endpoint null: off
+    judge: JudgeConfig  # optional LLM judge (pipeline/evaluation/judge.py); endpoint null: off
     gate: GateConfig
 
     @model_validator(mode="after")

@@ -201,7 +201,7 @@ def load_model(
 ) -> PreTrainedModel:
     """The base model on this machine's device, quantized as the spec says (safetensors only).
 
-    `attn_implementation` (training only: `train.speed`, resolved by pipeline/speed.py) picks
+    `attn_implementation` (training only: `train.speed`, resolved by training/speed.py) picks
     the attention kernel; None leaves transformers' choice (SDPA where it can). It is not part
     of the spec: evaluation and serving load with the default.
     """

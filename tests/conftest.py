@@ -72,8 +72,10 @@ PERMISSIVE_GATE = {
 def register_degraded(root: Path) -> dict:
     """Train, evaluate and register a degraded version in the project at `root`; the result of
     the register stage (version number, gate verdict)."""
-    from pipeline import evaluate, register, train
     from pipeline.config import load_config
+    from pipeline.evaluation import evaluate
+    from pipeline.registry import register
+    from pipeline.training import train
 
     cfg = load_config(root / "params.yaml", DEGRADED)
     for stage in (train, evaluate, register):
@@ -91,7 +93,7 @@ REAL_CSV = Path(
 def real_corpus_rows() -> list[dict]:
     """The real corpus as ingest reads it (GB18030 CSV, title + ask -> answer, department)."""
     from pipeline.config import SourceConfig
-    from pipeline.sources import read_file
+    from pipeline.data.sources import read_file
 
     src = SourceConfig(
         id="cmd",
@@ -154,7 +156,7 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
-    from pipeline.base import build_tokenizer
+    from pipeline.training.base import build_tokenizer
 
     rows = read_rows(ASSETS / "conversations.jsonl")
     texts = ["\n".join(t["content"] for t in r["conversations"]) for r in rows]
@@ -175,6 +177,7 @@ def prepared(tmp_path_factory):
     store: the data-validation run's artifact location is the original's) for every test."""
     import importlib
 
+    from pipeline import STAGE_MODULES
     from pipeline.config import load_config
 
     built: dict[str, Path] = {}
@@ -186,7 +189,7 @@ def prepared(tmp_path_factory):
             source = make_project(tmp_path_factory.mktemp("prepared") / "p", rows, upstream)
             cfg = load_config(source / "params.yaml")
             for stage in PREPARE_STAGES:
-                importlib.import_module(f"pipeline.{stage}").run(cfg)
+                importlib.import_module(STAGE_MODULES[stage]).run(cfg)
             built[key] = source
         shutil.copytree(built[key], root, ignore=shutil.ignore_patterns("mlflow"))
         write_params(root, overrides)

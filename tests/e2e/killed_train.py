@@ -15,7 +15,7 @@ import sys
 
 from transformers import TrainerCallback
 
-from pipeline.trainer import StageTrainer
+from pipeline.training.trainer import StageTrainer
 
 
 class _KillAfter(TrainerCallback):

@@ -24,14 +24,14 @@ FLOW = "qwen-medical-nightly"
 
 
 def _aliases(cfg) -> dict[str, str]:
-    from pipeline import registry
+    from pipeline.registry import versions as registry
 
     c = registry.client(cfg)
     return {a: str(v) for a, v in c.get_registered_model(cfg.register_.model_name).aliases.items()}
 
 
 def _tag(cfg, version: int, key: str) -> str | None:
-    from pipeline import registry
+    from pipeline.registry import versions as registry
 
     mv = registry.client(cfg).get_model_version(cfg.register_.model_name, str(version))
     return mv.tags.get(key)

@@ -31,8 +31,8 @@ def _free_port() -> int:
 
 def test_two_processes_share_the_epoch_and_rank_zero_writes(tmp_path, prepared):
     import mlflow
-    from pipeline import tracking
     from pipeline.modeling import ModelSpec, load_with_adapter
+    from pipeline.registry import tracking
 
     rows = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:TRAIN_ROWS]
     cfg = prepared(tmp_path / "ddp", rows, OVERRIDES)
@@ -59,7 +59,7 @@ def test_two_processes_share_the_epoch_and_rank_zero_writes(tmp_path, prepared):
     report = json.loads((cfg.paths.reports / "train.json").read_text())
     assert report["steps"] == shared_steps and report["processes"] == 2
     assert report["conversations_per_rank"] == [int(ranks[r][2]) for r in (0, 1)]
-    assert done.stderr.count("INFO pipeline.train: train: {") == 1  # rank 0's summary only
+    assert done.stderr.count("INFO pipeline.training.train: train: {") == 1  # rank 0's summary only
 
     experiment = tracking.setup(cfg)
     runs = mlflow.search_runs(

@@ -19,7 +19,7 @@ import yaml
 
 from flows.shutdown import GRACE_S
 from pipeline import STAGES
-from pipeline.resume import complete
+from pipeline.training.resume import complete
 from tests.e2e import flow_project, servers
 
 pytestmark = pytest.mark.slow

@@ -104,12 +104,13 @@ def _project(root: Path, corpus: dict, eval_sets: dict, overrides: dict | None =
 def _stages(root: Path, names: tuple[str, ...], overrides: dict | None = None):
     import importlib
 
+    from pipeline import STAGE_MODULES
     from pipeline.config import load_config
 
     cfg = load_config(root / "params.yaml", overrides or {})
     result = None
     for name in names:
-        result = importlib.import_module(f"pipeline.{name}").run(cfg)
+        result = importlib.import_module(STAGE_MODULES[name]).run(cfg)
     return result
 
 

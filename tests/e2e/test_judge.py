@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pipeline.judge import (
+from pipeline.evaluation.judge import (
     JudgeConfig,
     JudgeError,
     JudgeUnreachable,
@@ -255,8 +255,10 @@ def test_the_projects_own_serve_as_a_stand_in_judge(tmp_path, monkeypatch, prepa
     and combined like any other."""
     import httpx
 
-    from pipeline import evaluate, register, train
-    from pipeline.judge import combine, parse_verdict, prompt
+    from pipeline.evaluation import evaluate
+    from pipeline.evaluation.judge import combine, parse_verdict, prompt
+    from pipeline.registry import register
+    from pipeline.training import train
     from tests.conftest import (
         PERMISSIVE_GATE,
         REPO,

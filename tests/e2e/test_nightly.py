@@ -75,7 +75,7 @@ class Prefect:
 
 def _versions(cfg) -> list:
     import mlflow
-    from pipeline import tracking
+    from pipeline.registry import tracking
 
     tracking.setup(cfg)
     return mlflow.MlflowClient().search_model_versions(f"name='{cfg.register_.model_name}'")
@@ -133,7 +133,7 @@ def test_nightly_deployment_trains_then_skips_then_fails_on_bad_data(tmp_path):
             assert arts["validation-summary"].type == "table"
             assert arts["validation-summary"].description.startswith("passed: 80 conversations")
             [v1] = _versions(cfg)
-            from pipeline import fingerprint
+            from pipeline.registry import fingerprint
 
             assert v1.tags["lineage.data_sha256"] == fingerprint.data_sha256(cfg)
             status = servers.run([sys.executable, "-m", "dvc", "status"], root, servers.env())

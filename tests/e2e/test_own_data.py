@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import STAGE_MODULES
 from pipeline.config import load_config
 from tests.conftest import REPO, make_project
 from tests.unit.test_own_data_eval import CSV
@@ -64,7 +65,7 @@ def test_own_csv_alone_is_trained_on_and_judged_across_departments(tmp_path: Pat
     cfg = load_config(root / "params.yaml", FAST)
     assert [s.id for s in cfg.ingest.sources] == ["cmd"] and not cfg.evaluate.sets
     for stage in ("ingest", "validate", "split", "base", "preprocess", "train", "evaluate"):
-        importlib.import_module(f"pipeline.{stage}").run(cfg)
+        importlib.import_module(STAGE_MODULES[stage]).run(cfg)
 
     # trained on the user's file alone: no demo conversation reached the training split
     train = [json.loads(line) for line in (root / "data/split/train.jsonl").open()]

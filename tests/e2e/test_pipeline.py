@@ -34,7 +34,7 @@ def prefect_harness(tmp_path_factory):
 
 def _registry(cfg):
     import mlflow
-    from pipeline import tracking
+    from pipeline.registry import tracking
 
     tracking.setup(cfg)
     return mlflow.MlflowClient()
@@ -65,7 +65,8 @@ def _report_tables(path) -> dict[str, list[list[str]]]:
 
 def test_flow_registers_gates_promotes_and_rolls_back(tmp_path, prefect_harness, monkeypatch):
     from flows.full_pipeline import full_pipeline
-    from pipeline import chat, registry
+    from pipeline.registry import versions as registry
+    from pipeline.serving import chat
 
     rows = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:80]
     root = make_project(tmp_path / "p", rows, {**TINY_OVERRIDES, **PERMISSIVE_GATE})
@@ -154,9 +155,9 @@ def test_flow_registers_gates_promotes_and_rolls_back(tmp_path, prefect_harness,
     # Export merges the champion into a plain HF model that answers the same without PEFT.
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from pipeline import export
     from pipeline.generation import generate
     from pipeline.modeling import ModelSpec
+    from pipeline.registry import export
 
     out = export.run(cfg, "1", tmp_path / "exported", dtype="float32")
     merged = AutoModelForCausalLM.from_pretrained(out, use_safetensors=True)

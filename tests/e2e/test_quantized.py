@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from pipeline import evaluate, train
+from pipeline.evaluation import evaluate
+from pipeline.training import train
 from tests.conftest import REPO, TINY_OVERRIDES, TRAIN_ROWS, read_rows
 
 pytestmark = pytest.mark.slow

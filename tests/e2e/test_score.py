@@ -76,7 +76,7 @@ def test_score_the_base_on_a_sharegpt_file_and_probes_without_touching_the_regis
     samples = (root / "scored" / "samples.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(samples) == 65
     assert "Scores of base" in (root / "scored" / "report.md").read_text(encoding="utf-8")
-    from pipeline import registry
+    from pipeline.registry import versions as registry
 
     assert registry.client(cfg).search_registered_models() == []  # nothing registered
 

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import evaluate, register, registry, train
+from pipeline.evaluation import evaluate
+from pipeline.registry import register
+from pipeline.registry import versions as registry
+from pipeline.training import train
 from tests.conftest import (
     REPO,
     TINY_OVERRIDES,
@@ -53,7 +56,7 @@ def _free_port() -> int:
 @cache
 def _reference(name: str, version: str):
     """The registered model of a version, as `chat` loads it."""
-    from pipeline import registered_model
+    from pipeline.registry import registered_model
 
     return registered_model.load(f"models:/{name}/{version}")
 

@@ -58,7 +58,7 @@ def flow_project_on_server(tmp_path_factory, mlflow_url):
 
 def test_pipeline_registers_on_the_mlflow_server(flow_project_on_server, mlflow_url):
     from mlflow import MlflowClient
-    from pipeline import fingerprint
+    from pipeline.registry import fingerprint
 
     root = flow_project_on_server
     cfg = load_config(root / "params.yaml")

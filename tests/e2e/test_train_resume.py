@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from pipeline import train
+from pipeline.training import train
 from tests.conftest import REPO, TINY_OVERRIDES, TRAIN_ROWS, read_rows
 
 pytestmark = pytest.mark.slow

@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parents[2]
 def test_4bit_qlora_trains_on_cuda(tmp_path):
     import bitsandbytes as bnb
 
-    from pipeline.base import _new_model, build_tokenizer
     from pipeline.config import load_config
     from pipeline.modeling import ModelSpec, load_model
+    from pipeline.training.base import _new_model, build_tokenizer
 
     sys.path.insert(0, str(REPO / "benchmarks"))
     import gpu_qlora

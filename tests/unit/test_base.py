@@ -6,9 +6,9 @@ import math
 
 import torch
 
-from pipeline import base
 from pipeline.config import load_config
 from pipeline.io import read_jsonl
+from pipeline.training import base
 from tests.conftest import ASSETS, REPO
 
 

@@ -20,8 +20,8 @@ def test_an_empty_question_exits_2_with_one_line_before_loading(project, capsys,
 
 
 def test_run_refuses_an_empty_question_too(project):
-    from pipeline import chat
     from pipeline.config import load_config
+    from pipeline.serving import chat
 
     with pytest.raises(ConfigError, match="question is empty"):
         chat.run(load_config(project / "params.yaml"), " ")

@@ -1,4 +1,4 @@
-"""The correctness metric (pipeline/medterms.py) against answers known to be right or wrong:
+"""The correctness metric (pipeline/text/medterms.py) against answers known to be right or wrong:
 every knowledge-table answer given to its own question, every answer rotated to the next
 condition's question, and a fixture of real pipeline answers labelled by hand."""
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from pipeline import medterms
+from pipeline.text import medterms
 from tests.conftest import ASSETS, REPO
 
 sys.dont_write_bytecode = True

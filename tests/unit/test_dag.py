@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import STAGES
+from pipeline import STAGE_MODULES, STAGES
 from tests.conftest import REPO
 
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
@@ -41,13 +41,19 @@ def _topological(stages: dict) -> list[str]:
     return order
 
 
+def _stage_file(name: str) -> str:
+    """pipeline/<concern>/<stage>.py"""
+    return STAGE_MODULES[name].replace(".", "/") + ".py"
+
+
 def test_dvc_stages_match_the_pipeline_in_order():
     assert list(DVC) == list(STAGES)
     assert _topological(DVC) == list(STAGES)
     for name, stage in DVC.items():
         assert stage["cmd"] == f"python -m pipeline {name}"
-        assert f"pipeline/{name}.py" in stage["deps"]
-        assert (REPO / "pipeline" / f"{name}.py").exists()
+        assert _stage_file(name) in stage["deps"]
+        assert (REPO / _stage_file(name)).exists()
+        assert Path(_stage_file(name)).stem == name  # found by its stage's name
 
 
 def test_declared_params_exist():
@@ -61,7 +67,7 @@ def test_declared_params_exist():
 
 def test_every_stage_has_a_run_function():
     for name in STAGES:
-        tree = ast.parse((REPO / "pipeline" / f"{name}.py").read_text())
+        tree = ast.parse((REPO / _stage_file(name)).read_text())
         assert any(isinstance(n, ast.FunctionDef) and n.name == "run" for n in tree.body), name
 
 

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from pipeline import medterms
+from pipeline.text import medterms
 from tests.conftest import REPO
 
 sys.dont_write_bytecode = True

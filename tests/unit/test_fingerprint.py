@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import fingerprint, register
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
+from pipeline.registry import fingerprint, register
 from tests.conftest import REPO, make_project
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
@@ -122,7 +122,7 @@ def test_code_fingerprint_follows_the_project_code_without_git(tmp_path):
     for changed in (
         "pipeline/templates/qwen2_5.jinja",
         "pipeline/resources/medical_terms.tsv",
-        "pipeline/serve/app.py",
+        "pipeline/serving/app.py",
         "dvc.yaml",
     ):
         path = root / changed

@@ -213,8 +213,8 @@ def test_stage_logs_and_progress_bars_reach_the_run_logger(capsys):
     run_logger.setLevel(logging.INFO)
     run_logger.propagate = False
     with stage_logs(run_logger, every_s=3600):
-        logging.getLogger("pipeline.base").info("base: building tiny-qwen")
-        logging.getLogger("pipeline.base").debug("not shown")
+        logging.getLogger("pipeline.training.base").info("base: building tiny-qwen")
+        logging.getLogger("pipeline.training.base").debug("not shown")
         for _ in tqdm(range(50), desc="pretrain tiny-qwen", unit="step", mininterval=0):
             pass
     assert records[0] == "base: building tiny-qwen"

@@ -1,11 +1,11 @@
 """The gate decides on paired bootstrap intervals, against the base, the constant baseline and
-the champion, and on safety, unseen topics and behaviour (pipeline/gate.py)."""
+the champion, and on safety, unseen topics and behaviour (pipeline/evaluation/gate.py)."""
 
 from __future__ import annotations
 
 from pipeline.config import BootstrapConfig, GateConfig
-from pipeline.gate import decide
-from pipeline.scoring import ItemScore, set_metrics
+from pipeline.evaluation.gate import decide
+from pipeline.evaluation.scoring import ItemScore, set_metrics
 
 GATE = GateConfig(
     primary_set="recall",

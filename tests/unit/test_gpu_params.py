@@ -12,9 +12,9 @@ import sys
 import pytest
 import yaml
 
-from pipeline import speed
 from pipeline.config import SpeedConfig, load_config
 from pipeline.errors import ConfigError
+from pipeline.training import speed
 from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -62,7 +62,7 @@ def test_flash_attention_without_the_package_is_a_config_error(monkeypatch):
 
 def test_cuda_only_options_fall_back_on_a_cpu_with_one_log_line_each(monkeypatch, caplog):
     monkeypatch.setattr(speed, "_installed", lambda module: True)
-    with caplog.at_level(logging.WARNING, logger="pipeline.speed"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.training.speed"):
         options = speed.resolve(
             _speed(liger_kernel=True, attn_implementation="flex_attention"), cuda=False
         )
@@ -92,7 +92,7 @@ def test_cuda_keeps_every_option(monkeypatch):
 
 
 def test_train_stage_passes_the_options_to_the_trainer(tmp_path):
-    from pipeline.trainer import training_args
+    from pipeline.training.trainer import training_args
 
     cfg = load_config(
         REPO / "params.yaml",
@@ -103,7 +103,7 @@ def test_train_stage_passes_the_options_to_the_trainer(tmp_path):
 
 
 def test_train_stage_refuses_liger_when_missing_before_loading_anything(monkeypatch, tmp_path):
-    from pipeline.trainer import training_args
+    from pipeline.training.trainer import training_args
 
     monkeypatch.setattr(speed, "_installed", lambda module: False)
     cfg = load_config(REPO / "params.yaml", {"train.speed.liger_kernel": True})
@@ -225,7 +225,7 @@ def test_run_tags_on_a_machine_without_git_and_with_mlflow_skinny(monkeypatch):
     import importlib.metadata
     import subprocess
 
-    from pipeline import tracking
+    from pipeline.registry import tracking
 
     real = importlib.metadata.version
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import formats, ingest, sources, validate
 from pipeline.config import SourceConfig, load_config
+from pipeline.data import formats, ingest, sources, validate
 from pipeline.errors import ConfigError, IngestError
 from tests.conftest import ASSETS, REPO, make_project
 

@@ -8,7 +8,7 @@ import socket
 import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from pipeline.judge import (
+from pipeline.evaluation.judge import (
     JudgeConfig,
     JudgeError,
     JudgeItem,

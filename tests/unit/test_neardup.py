@@ -1,4 +1,4 @@
-"""Near-duplicates (pipeline/neardup.py): exact trigram Jaccard behind MinHash LSH, clusters,
+"""Near-duplicates (pipeline/text/neardup.py): exact trigram Jaccard behind MinHash LSH, clusters,
 templates, the held-out check, and the split keeping near-duplicates on one side."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from itertools import combinations
 
 import pytest
 
-from pipeline import neardup, split
 from pipeline.config import load_config
+from pipeline.data import split
+from pipeline.text import neardup
 from tests.conftest import REAL_CSV, REPO, real_corpus_rows
 
 REAL = REAL_CSV

@@ -1,5 +1,5 @@
 """One prompt path: evaluate, chat / the registered model (pipeline.generation.generate) and
-serve (pipeline.serve.engine.prompt_ids) send the model the same token ids for the same
+serve (pipeline.serving.engine.prompt_ids) send the model the same token ids for the same
 conversation, with the Qwen2.5, Qwen3 and original Qwen-7B-Chat (ChatML) templates, with and
 without a configured system prompt. The expected prompts are written out by hand."""
 
@@ -11,8 +11,8 @@ import pytest
 
 from pipeline.generation import generate
 from pipeline.modeling import ModelSpec
-from pipeline.serve.champion import Served
-from pipeline.serve.engine import prompt_ids
+from pipeline.serving.champion import Served
+from pipeline.serving.engine import prompt_ids
 from tests.conftest import REPO
 
 TEMPLATES = REPO / "pipeline" / "templates"

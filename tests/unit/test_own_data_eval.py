@@ -11,11 +11,11 @@ from collections import Counter
 
 import pytest
 
-from pipeline import evalsets, relevance, scoring
 from pipeline.config import BootstrapConfig
-from pipeline.gate import NOT_JUDGED, decide
+from pipeline.evaluation import evalsets, relevance, scoring
+from pipeline.evaluation.gate import NOT_JUDGED, decide
 from pipeline.generation import Answer
-from pipeline.medterms import TrainingAnswers
+from pipeline.text.medterms import TrainingAnswers
 from tests.conftest import REAL_CSV, REPO, read_rows, real_corpus_rows
 from tests.unit.test_gate import GATE
 
@@ -235,7 +235,7 @@ def test_a_primary_set_no_metric_can_judge_refuses():
 
 
 def test_semantic_similarity_prefers_the_same_meaning_in_other_words():
-    from pipeline import semantic
+    from pipeline.evaluation import semantic
 
     ref = "血压偏高的话，饭菜要做得淡一些，盐每天控制在五六克，同时多吃蔬菜水果。"
     same = "高血压的人得少吃咸的，一天的盐别超过六克，蔬菜要多吃。"
@@ -265,8 +265,8 @@ def test_semantic_judges_real_free_text_and_shows_no_gap_for_one_answer():
 def test_a_reference_a_training_answer_already_reaches_is_left_out_as_a_near_duplicate():
     # A re-spun copy of a training answer: trigram Jaccard 0.2 (MinHash does not see it), yet
     # the training answer scores ROUGE-L 0.74 >= 0.6 against it: correctness credit for free.
-    from pipeline import neardup, textmetrics
     from pipeline.config import load_config
+    from pipeline.text import neardup, textmetrics
 
     trained = (
         "乙肝小三阳的人平时要注意休息，不要熬夜，戒酒，"

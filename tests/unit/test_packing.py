@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline.config import load_config
-from pipeline.preprocess import encode
-from pipeline.trainer import data_collator
+from pipeline.training.preprocess import encode
+from pipeline.training.trainer import data_collator
 from tests.conftest import ASSETS, REPO, read_rows
 
 

@@ -1,6 +1,6 @@
 """Only assistant answers (and their closing <|im_end|>) are supervised."""
 
-from pipeline.preprocess import IGNORE, encode
+from pipeline.training.preprocess import IGNORE, encode
 
 CHAT = [
     {"role": "user", "content": "头痛怎么办？"},

@@ -70,7 +70,7 @@ def test_the_train_estimate_reads_a_device_tensor_token_count_per_step(caplog):
     import torch
 
     from pipeline import progress
-    from pipeline.trainer import _Estimate
+    from pipeline.training.trainer import _Estimate
 
     trainer = SimpleNamespace(tokens=torch.tensor(0), train_dataset={"length": [100] * 40})
     estimate = _Estimate(trainer)

@@ -9,8 +9,8 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.modeling import TEMPLATES, ModelSpec, load_tokenizer, render_chat
-from pipeline.preprocess import IGNORE, _token_labels, answer_spans, encode
-from pipeline.train import lora_targets
+from pipeline.training.preprocess import IGNORE, _token_labels, answer_spans, encode
+from pipeline.training.train import lora_targets
 from tests.conftest import ASSETS, read_rows
 
 SYSTEM = {"role": "system", "content": "你是医生。"}
@@ -31,7 +31,7 @@ NO_THINK = "<think>\n\n</think>\n\n"
 @pytest.fixture(scope="module")
 def qwen3_tokenizer():
     """The tiny BPE with Qwen3's template and its <think> / </think> added tokens."""
-    from pipeline.base import build_tokenizer
+    from pipeline.training.base import build_tokenizer
 
     rows = read_rows(ASSETS / "conversations.jsonl")
     tok = build_tokenizer(["\n".join(t["content"] for t in r["conversations"]) for r in rows], 600)

@@ -10,7 +10,7 @@ import yaml
 
 from pipeline.errors import ModelLoadError
 from pipeline.modeling import ModelSpec, load_with_adapter
-from pipeline.registered_model import _artifacts, code_path
+from pipeline.registry.registered_model import _artifacts, code_path
 
 
 def test_an_adapter_with_only_a_bin_is_refused(tmp_path):
@@ -56,7 +56,7 @@ def test_the_model_file_sets_the_model_for_mlflow():
     import mlflow.models.model
     from mlflow.models.utils import _load_model_code_path
 
-    assert code_path().endswith("pipeline/registered_model.py")
+    assert code_path().endswith("pipeline/registry/registered_model.py")
     model = _load_model_code_path(code_path(), None)
     assert type(model).__name__ == "MedicalChatModel"
     assert mlflow.models.model.__mlflow_model__ is model

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import checks, export, model_source, sources, validate
+from pipeline import model_source
 from pipeline.config import SourceConfig, load_config
+from pipeline.data import checks, sources, validate
 from pipeline.errors import ConfigError, IngestError
 from pipeline.io import atomic_dir
+from pipeline.registry import export
 from tests.conftest import REPO, make_project
 
 ID_OK = "11010519491231002X"  # a valid MOD 11-2 check digit
@@ -103,8 +105,8 @@ def test_export_never_deletes_a_folder_it_did_not_write(project, tmp_path):
 def test_export_overwrites_its_own_earlier_export(project, tmp_path, monkeypatch):
     """The whole of export.run with the registry and the model faked: a second export into
     the first one's folder needs --overwrite and then replaces it."""
-    from pipeline import registered_model
     from pipeline.modeling import ModelSpec
+    from pipeline.registry import registered_model
 
     class Saved:
         def __init__(self, name: str):
@@ -314,7 +316,7 @@ def test_an_unreachable_hub_is_probed_for_about_a_second(project, tmp_path, monk
 
 
 def test_lineage_file_digests_match_sha256sum(project):
-    from pipeline import register
+    from pipeline.registry import register
 
     cfg = load_config(project / "params.yaml")
     paths = cfg.paths

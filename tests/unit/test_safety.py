@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from pipeline import safety
 from pipeline.errors import DataValidationError
+from pipeline.evaluation import safety
 from tests.conftest import REPO
 
 sys.dont_write_bytecode = True

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.config import ServeConfig
 from pipeline.modeling import ModelSpec
-from pipeline.serve import ApiError, Champion, create_app, parse_request
+from pipeline.serving import ApiError, Champion, create_app, parse_request
 
 LIMITS = ServeConfig(reload_interval_s=0, max_prompt_tokens=120, max_new_tokens=32)
 USER = {"role": "user", "content": "感冒有什么症状？"}
@@ -324,7 +324,7 @@ def test_issue_inputs_are_4xx_each_in_one_log_line(client, registry, caplog):
         )
         assert 400 <= r.status_code < 500, (body[:80], r.text)
         assert set(r.json()["error"]) == {"message", "type", "param", "code"}
-        [record] = [x for x in caplog.records if x.name.startswith("pipeline.serve")]
+        [record] = [x for x in caplog.records if x.name.startswith("pipeline.serving")]
         assert record.exc_info is None and "\n" not in record.getMessage()
         assert f" {r.status_code} " in record.getMessage()
         assert r.json()["error"]["message"] in record.getMessage()
@@ -375,7 +375,7 @@ def _answer(sent: list[dict]) -> tuple[int, dict[str, str], dict]:
 def test_a_body_shorter_than_its_content_length_is_answered_not_waited_for(
     registry, monkeypatch, caplog
 ):
-    from pipeline.serve import app as serve_app
+    from pipeline.serving import app as serve_app
 
     monkeypatch.setattr(serve_app, "BODY_TIMEOUT_S", 0.3)
     app = create_app(registry["champion"], LIMITS)
@@ -392,7 +392,7 @@ def test_a_body_shorter_than_its_content_length_is_answered_not_waited_for(
     gone = [dict(part), {"type": "http.disconnect"}]  # the client closes its side
     status, _, body = _answer(_call(app, gone, headers))
     assert (status, body["error"]["code"]) == (400, "incomplete_body")
-    lines = [r for r in caplog.records if r.name.startswith("pipeline.serve")]
+    lines = [r for r in caplog.records if r.name.startswith("pipeline.serving")]
     assert [r.exc_info for r in lines] == [None, None] and len(lines) == 2
 
 

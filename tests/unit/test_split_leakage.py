@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from pipeline import split
 from pipeline.config import load_config
+from pipeline.data import split
 from pipeline.io import write_jsonl
 
 

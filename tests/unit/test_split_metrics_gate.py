@@ -1,8 +1,8 @@
 import pytest
 
 from pipeline.config import SplitConfig
-from pipeline.split import assign
-from pipeline.textmetrics import bleu4, repetition, rouge_l, rouge_n, words
+from pipeline.data.split import assign
+from pipeline.text.textmetrics import bleu4, repetition, rouge_l, rouge_n, words
 from tests.conftest import REPO
 
 SPLIT = SplitConfig(
@@ -44,7 +44,7 @@ def test_character_rouge_l_and_bleu4():
 def test_looping_flags_loops_and_not_the_hand_written_answers():
     import json
 
-    from pipeline.textmetrics import looping
+    from pipeline.text.textmetrics import looping
 
     assert looping("血压高，血压高，血压高，血压高")  # the real-corpus loop
     assert looping("注意休息，多喝水。多喝水。多喝水。")  # a tail that repeats

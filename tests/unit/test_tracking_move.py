@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import tracking
 from pipeline.config import load_config
+from pipeline.registry import tracking
 from tests.conftest import make_project
 
 

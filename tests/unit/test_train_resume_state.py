@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from pipeline import resume
+from pipeline.training import resume
 
 LENGTHS = [5, 40, 7, 33, 12, 18, 25, 9, 30, 14, 21, 3, 27, 16, 11, 38]
 

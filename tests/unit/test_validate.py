@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from pipeline import ingest, sources, validate, validation_report
 from pipeline.config import SourceConfig, load_config
+from pipeline.data import ingest, sources, validate, validation_report
 from pipeline.errors import ConfigError, DataValidationError
 from tests.conftest import REPO
 

@@ -1,0 +1,1 @@
+"""Evaluation: the evaluate stage, its sets, scores, statistics, gate, report; `score`."""

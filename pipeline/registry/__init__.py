@@ -1,0 +1,1 @@
+"""MLflow: the register stage, tracking runs, registered versions and aliases, lineage."""

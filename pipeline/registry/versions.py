@@ -1,0 +1,231 @@
+"""Registry operations on the MLflow model: list, promote, roll back, show lineage.
+
+    python -m pipeline registry list
+    python -m pipeline registry promote VERSION [--force --reason "why"]
+    python -m pipeline registry rollback
+    python -m pipeline registry lineage VERSION
+
+`champion` is the alias that `chat` and serving follow. Every move of it is recorded on the
+registered model (tag `champion_history`, oldest first), so `rollback` can restore the one
+before. A version whose gate failed is promoted only with --force and a reason, both recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.config import Config
+from pipeline.errors import RegistryError
+from pipeline.registry import tracking
+
+if TYPE_CHECKING:
+    from pipeline.modeling import ModelSpec
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+HISTORY_TAG = "champion_history"
+
+
+def client(cfg: Config):
+    from mlflow import MlflowClient
+
+    tracking.setup(cfg)
+    return MlflowClient()
+
+
+def _history(c, name: str) -> list[str]:
+    tags = c.get_registered_model(name).tags
+    return [v for v in tags.get(HISTORY_TAG, "").split(",") if v]
+
+
+def _version(c, name: str, version: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return c.get_model_version(name, str(version))
+    except MlflowException:
+        raise RegistryError(f"{name} has no version {version}") from None
+
+
+def champion_version(c, name: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(c.get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def set_champion(c, name: str, version: str) -> None:
+    """Move `champion` and append the move to the model's history."""
+    c.set_registered_model_alias(name, CHAMPION, str(version))
+    history = _history(c, name) + [str(version)]
+    c.set_registered_model_tag(name, HISTORY_TAG, ",".join(history))
+
+
+def download_version(
+    cfg: Config, into: Path, version: str | None = None, alias: str | None = None
+) -> tuple[str, ModelSpec, Path] | None:
+    """A registered version (by number, or the one an alias points at): its version, base spec
+    and adapter, downloaded into `into`; None when the alias points at nothing."""
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.registry import registered_model
+
+    c = client(cfg)
+    name = cfg.register_.model_name
+    if version is None:
+        if alias in (None, CHAMPION):
+            version = champion_version(c, name)
+        else:
+            try:
+                version = str(c.get_model_version_by_alias(name, alias).version)
+            except MlflowException:
+                raise RegistryError(f"registry: no version of {name} has alias {alias!r}") from None
+        if version is None:
+            return None
+    uri = f"models:/{name}/{version}"
+    try:
+        spec, adapter = registered_model.download(uri, into)
+    except MlflowException:
+        raise RegistryError(f"registry: {name} has no version {version!r}") from None
+    return version, spec, adapter
+
+
+def promote(cfg: Config, version: str, force: bool = False, reason: str | None = None) -> str:
+    name = cfg.register_.model_name
+    c = client(cfg)
+    mv = _version(c, name, version)
+    if mv.tags.get("gate.promote") != "True":
+        if not force:
+            raise RegistryError(
+                f"{name} version {version} failed its gate ({_failed_rules(mv.tags)}); "
+                'promote anyway with --force --reason "..."'
+            )
+        if not reason:
+            raise RegistryError("--force needs --reason: it is recorded on the version")
+        c.set_model_version_tag(name, str(version), "forced_promotion_reason", reason)
+    set_champion(c, name, str(version))
+    return f"{name} version {version} is now {CHAMPION}"
+
+
+def rollback(cfg: Config) -> str:
+    """Give `champion` back to the version that held it before the current one."""
+    name = cfg.register_.model_name
+    c = client(cfg)
+    current = champion_version(c, name)
+    history = _history(c, name)
+    while history and history[-1] == current:
+        history.pop()
+    if current is None or not history:
+        raise RegistryError(f"{name}: no earlier champion to roll back to")
+    previous = history[-1]
+    c.set_registered_model_alias(name, CHAMPION, previous)
+    c.set_registered_model_tag(name, HISTORY_TAG, ",".join(history))
+    return f"{name}: {CHAMPION} rolled back from version {current} to version {previous}"
+
+
+def _failed_rules(tags: dict[str, str]) -> str:
+    failed = [
+        k.removeprefix("gate.") for k, v in tags.items() if k.startswith("gate.") and "fail" in v
+    ]
+    return "failed: " + ", ".join(failed) if failed else "no gate verdict recorded"
+
+
+def list_versions(cfg: Config) -> list[dict[str, Any]]:
+    name = cfg.register_.model_name
+    c = client(cfg)
+    rows = []
+    found = c.search_model_versions(f"name='{name}'")
+    for number in sorted(int(m.version) for m in found):
+        mv = c.get_model_version(name, str(number))  # search results carry no aliases
+        metrics = c.get_run(mv.run_id).data.metrics if mv.run_id else {}
+        rows.append(
+            {
+                "version": int(mv.version),
+                "aliases": list(mv.aliases),
+                "gate": "pass" if mv.tags.get("gate.promote") == "True" else "fail",
+                "rouge_l": metrics.get("eval/challenger/rouge_l"),
+                "bleu4": metrics.get("eval/challenger/bleu4"),
+                "answer_loss": metrics.get("eval/challenger/answer_loss"),
+            }
+        )
+    return rows
+
+
+def lineage(cfg: Config, version: str) -> dict[str, str]:
+    name = cfg.register_.model_name
+    mv = _version(client(cfg), name, version)
+    return {
+        k.removeprefix("lineage."): v
+        for k, v in sorted(mv.tags.items())
+        if k.startswith("lineage.")
+    }
+
+
+def latest_version(cfg: Config) -> dict[str, Any] | None:
+    """The highest registered version and its tags (None when nothing is registered yet)."""
+    name = cfg.register_.model_name
+    c = client(cfg)
+    found = c.search_model_versions(f"name='{name}'")
+    if not found:
+        return None
+    mv = c.get_model_version(name, str(max(int(m.version) for m in found)))
+    return {"version": int(mv.version), "tags": dict(mv.tags), "aliases": list(mv.aliases)}
+
+
+def snapshot(cfg: Config) -> dict[str, Any]:
+    """What `restore` needs to undo a registration that failed half-way."""
+    name = cfg.register_.model_name
+    c = client(cfg)
+    latest = latest_version(cfg)
+    return {
+        "latest": latest["version"] if latest else 0,
+        "champion": champion_version(c, name),
+        "history": ",".join(_history(c, name)) if latest else None,
+    }
+
+
+def restore(cfg: Config, before: dict[str, Any]) -> list[int]:
+    """Delete versions registered after `before` (a `snapshot`) and put `champion` and its
+    history back: a failed registration leaves no half-tagged version behind."""
+    name = cfg.register_.model_name
+    c = client(cfg)
+    found = c.search_model_versions(f"name='{name}'")
+    removed = sorted(int(m.version) for m in found if int(m.version) > before["latest"])
+    for number in removed:
+        c.delete_model_version(name, str(number))
+    if before["latest"] == 0 and removed:
+        c.delete_registered_model(name)  # it did not exist before this registration
+        return removed
+    if before["champion"] and champion_version(c, name) != before["champion"]:
+        c.set_registered_model_alias(name, CHAMPION, before["champion"])
+    if before["history"] is not None:
+        c.set_registered_model_tag(name, HISTORY_TAG, before["history"])
+    return removed
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    def num(x: float | None) -> str:
+        return "-" if x is None else f"{x:.4f}"
+
+    lines = [f"{'version':>7}  {'aliases':<22} {'gate':<5} {'rouge_l':>8} {'bleu4':>8} {'loss':>8}"]
+    for r in rows:
+        lines.append(
+            f"{r['version']:>7}  {','.join(r['aliases']):<22} {r['gate']:<5} "
+            f"{num(r['rouge_l']):>8} {num(r['bleu4']):>8} {num(r['answer_loss']):>8}"
+        )
+    return "\n".join(lines)
+
+
+def main(cfg: Config, action: str, version: str | None, force: bool, reason: str | None) -> str:
+    if action == "list":
+        return format_table(list_versions(cfg))
+    if action == "rollback":
+        return rollback(cfg)
+    if version is None:
+        raise RegistryError(f"registry {action} needs a VERSION")
+    if action == "promote":
+        return promote(cfg, version, force, reason)
+    return json.dumps(lineage(cfg, version), indent=2, ensure_ascii=False)

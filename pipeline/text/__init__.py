@@ -1,0 +1,1 @@
+"""Chinese medical text: condition names, ROUGE / BLEU, near-duplicates (data and evaluation)."""

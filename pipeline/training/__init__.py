@@ -1,0 +1,1 @@
+"""Training: the base, preprocess and train stages, the Trainer set-up, resume and speed options."""
