@@ -1,8 +1,11 @@
 # make run   - create .venv if missing, install the project, run the whole pipeline (dvc repro)
 # make test  - same set-up, then the test suite
-# TORCH_SPEC picks the torch build installed first when .venv has none. The default is the CPU
-# wheel this project's CI machine holds on disk; with CUDA, e.g. TORCH_SPEC="torch==2.13.0"
-# --index-url of your CUDA build, or install torch into .venv yourself before `make`.
+# make lock  - rewrite requirements.lock after an edit of pyproject's dependencies (uv, seconds)
+# make install puts in exactly the versions in requirements.lock (and checks it is not older than
+# pyproject.toml). TORCH_SPEC picks the torch build installed first when .venv has none; torch
+# stays out of the lock. The default is the CPU wheel this project's CI machine holds on disk;
+# with CUDA, e.g. TORCH_SPEC="torch==2.13.0 --extra-index-url <your CUDA wheel index>", or
+# install torch into .venv yourself before `make`.
 #
 # Servers (each runs in the foreground; one terminal each), bound to HOST (127.0.0.1) by default:
 # make mlflow-server   - MLflow tracking + registry on MLFLOW_PORT (sqlite and artifacts in mlflow/)
@@ -10,12 +13,16 @@
 # make prefect-worker  - a process worker on the WORK_POOL work pool
 # make deploy          - create the work pool and the training concurrency limit, deploy prefect.yaml
 # make nightly         - trigger one run of the nightly deployment now
-.PHONY: install run test chat serve lint clean-outputs mlflow-server prefect-server prefect-worker \
+.PHONY: install lock run test chat serve lint clean-outputs mlflow-server prefect-server prefect-worker \
 	deploy nightly
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-TORCH_SPEC ?= torch==2.13.0
+TORCH_VERSION ?= 2.13.0
+TORCH_SPEC ?= torch==$(TORCH_VERSION)
+PIP_SPEC ?= pip==26.3
+UV_SPEC ?= uv==0.13.9
+LOCK := requirements.lock
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
@@ -29,12 +36,23 @@ PREFECT_CLIENT := PREFECT_API_URL=$(PREFECT_API_URL) $(BIN)/prefect
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# torch first, its own dependencies held to the lock's versions; then every locked version with
+# --no-deps (nothing else resolved), the project itself, and pip check.
+$(VENV)/.installed: pyproject.toml $(LOCK)
+	@$(PYTHON) tools/lock.py check
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet "$(PIP_SPEC)"
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet -c $(LOCK) $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	@touch $@
+
+# One command after any edit of pyproject's dependencies; LOCK_ARGS=--upgrade moves every pin.
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet "$(UV_SPEC)"
+	$(BIN)/python tools/lock.py write --uv $(BIN)/uv --torch torch==$(TORCH_VERSION) $(LOCK_ARGS)
 
 run: install
 	$(BIN)/dvc repro
