@@ -17,7 +17,8 @@ LOCK = REPO / "requirements.lock"
 
 
 def test_the_lock_agrees_with_pyproject():
-    assert problems(PYPROJECT, LOCK) == []
+    found = problems(PYPROJECT, LOCK)
+    assert not found, "\n".join(found)
 
 
 def test_every_locked_package_is_one_pinned_version():
