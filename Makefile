@@ -1,11 +1,8 @@
 # make run   - create .venv if missing, install the project, run the whole pipeline (dvc repro)
 # make test  - same set-up, then the test suite
-# make lock  - rewrite requirements.lock after an edit of pyproject's dependencies (uv, seconds)
-# make install puts in exactly the versions in requirements.lock (and checks it is not older than
-# pyproject.toml). TORCH_SPEC picks the torch build installed first when .venv has none; torch
-# stays out of the lock. The default is the CPU wheel this project's CI machine holds on disk;
-# with CUDA, e.g. TORCH_SPEC="torch==2.13.0 --extra-index-url <your CUDA wheel index>", or
-# install torch into .venv yourself before `make`.
+# TORCH_SPEC picks the torch build installed first when .venv has none. The default is the CPU
+# wheel this project's CI machine holds on disk; with CUDA, e.g. TORCH_SPEC="torch==2.13.0"
+# --extra-index-url of your CUDA build, or install torch into .venv yourself before `make`.
 #
 # Servers (each runs in the foreground; one terminal each), bound to HOST (127.0.0.1) by default:
 # make mlflow-server   - MLflow tracking + registry on MLFLOW_PORT (sqlite and artifacts in mlflow/)
@@ -13,7 +10,7 @@
 # make prefect-worker  - a process worker on the WORK_POOL work pool
 # make deploy          - create the work pool and the training concurrency limit, deploy prefect.yaml
 # make nightly         - trigger one run of the nightly deployment now
-.PHONY: install lock run test chat serve lint clean-outputs mlflow-server prefect-server prefect-worker \
+.PHONY: install run test chat serve lint clean-outputs mlflow-server prefect-server prefect-worker \
 	deploy nightly
 VENV ?= .venv
 PYTHON ?= python3
@@ -36,8 +33,10 @@ PREFECT_CLIENT := PREFECT_API_URL=$(PREFECT_API_URL) $(BIN)/prefect
 
 install: $(VENV)/.installed
 
-# torch first, its own dependencies held to the lock's versions; then every locked version with
-# --no-deps (nothing else resolved), the project itself, and pip check.
+# make install puts in exactly the versions in requirements.lock (docs/install.md): it refuses a
+# lock older than pyproject.toml, puts torch in first (kept out of the lock with its CUDA wheels)
+# with its own dependencies held to the lock's versions, then every locked version with --no-deps
+# (nothing resolved anew), the project itself, and pip check.
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	@$(PYTHON) tools/lock.py check
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,7 +47,9 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(BIN)/python -m pip check
 	@touch $@
 
-# One command after any edit of pyproject's dependencies; LOCK_ARGS=--upgrade moves every pin.
+# make lock  - rewrite requirements.lock after any edit of pyproject's dependencies (uv, ~15 s);
+#              LOCK_ARGS=--upgrade moves every pin to the newest release the ranges accept
+.PHONY: lock
 lock:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet "$(UV_SPEC)"
