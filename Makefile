@@ -2,7 +2,7 @@
 # make test  - same set-up, then the test suite
 # TORCH_SPEC picks the torch build installed first when .venv has none. The default is the CPU
 # wheel this project's CI machine holds on disk; with CUDA, e.g. TORCH_SPEC="torch==2.13.0"
-# --index-url of your CUDA build, or install torch into .venv yourself before `make`.
+# --extra-index-url of your CUDA build, or install torch into .venv yourself before `make`.
 #
 # Servers (each runs in the foreground; one terminal each), bound to HOST (127.0.0.1) by default:
 # make mlflow-server   - MLflow tracking + registry on MLFLOW_PORT (sqlite and artifacts in mlflow/)
@@ -15,7 +15,11 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-TORCH_SPEC ?= torch==2.13.0
+TORCH_VERSION ?= 2.13.0
+TORCH_SPEC ?= torch==$(TORCH_VERSION)
+PIP_SPEC ?= pip==26.3
+UV_SPEC ?= uv==0.13.9
+LOCK := requirements.lock
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
@@ -29,12 +33,27 @@ PREFECT_CLIENT := PREFECT_API_URL=$(PREFECT_API_URL) $(BIN)/prefect
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# make install puts in exactly the versions in requirements.lock (docs/install.md): it refuses a
+# lock older than pyproject.toml, puts torch in first (kept out of the lock with its CUDA wheels)
+# with its own dependencies held to the lock's versions, then every locked version with --no-deps
+# (nothing resolved anew), the project itself, and pip check.
+$(VENV)/.installed: pyproject.toml $(LOCK)
+	@$(PYTHON) tools/lock.py check
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet "$(PIP_SPEC)"
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet -c $(LOCK) $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	@touch $@
+
+# make lock  - rewrite requirements.lock after any edit of pyproject's dependencies (uv, ~15 s);
+#              LOCK_ARGS=--upgrade moves every pin to the newest release the ranges accept
+.PHONY: lock
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet "$(UV_SPEC)"
+	$(BIN)/python tools/lock.py write --uv $(BIN)/uv --torch torch==$(TORCH_VERSION) $(LOCK_ARGS)
 
 run: install
 	$(BIN)/dvc repro
