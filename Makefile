@@ -1,5 +1,7 @@
 # make run   - create .venv if missing, install the project, run the whole pipeline (dvc repro)
 # make test  - same set-up, then the test suite
+# make run PROFILE=configs/qwen2.5-7b-qlora.yaml - the same with a profile's params written into
+#              params.yaml (comments kept), run as a DVC experiment (configs/run_profile.py)
 # TORCH_SPEC picks the torch build installed first when .venv has none. The default is the CPU
 # wheel this project's CI machine holds on disk; with CUDA, e.g. TORCH_SPEC="torch==2.13.0"
 # --index-url of your CUDA build, or install torch into .venv yourself before `make`.
@@ -37,7 +39,11 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 run: install
+ifdef PROFILE
+	$(BIN)/python configs/run_profile.py $(PROFILE)
+else
 	$(BIN)/dvc repro
+endif
 
 test: install
 	$(BIN)/python -m pytest
