@@ -55,7 +55,7 @@ serve: install
 	$(BIN)/python -m pipeline serve
 
 lint: install
-	$(BIN)/ruff check pipeline flows tests benchmarks
+	$(BIN)/ruff check pipeline flows tests benchmarks configs docs
 
 mlflow-server: install
 	@mkdir -p mlflow/server-artifacts
