@@ -13,7 +13,6 @@ committed page differs from this script's output.
 from __future__ import annotations
 
 import inspect
-import json
 import re
 import sys
 import types
@@ -133,11 +132,17 @@ def _bounds(info: Any) -> str:
 
 
 def _value(value: Any) -> str:
+    """params.yaml's value as YAML (flow style); a list of sections as a count."""
+    import yaml
+
     if isinstance(value, dict):
         return ""
     if isinstance(value, list) and value and isinstance(value[0], dict):
-        return f"{len(value)} entries"
-    return "`" + json.dumps(value, ensure_ascii=False) + "`"
+        return f"{len(value)} {'entry' if len(value) == 1 else 'entries'}"
+    if isinstance(value, str) and not value.isprintable():
+        return "`" + repr(value).replace("'", '"') + "`"  # "\\n": one line, a YAML string
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10_000)
+    return "`" + text.removesuffix("\n").removesuffix("\n...") + "`"
 
 
 def _is_model(annotation: Any) -> bool:

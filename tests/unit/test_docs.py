@@ -34,7 +34,7 @@ def _params_rows() -> list[tuple[str, str]]:
     """(dotted key, default cell) of every row of the params page's section tables."""
     page = (DOCS / "params.md").read_text(encoding="utf-8")
     return re.findall(
-        r"^\| `([a-z0-9_]+\.[a-z0-9_.]+)` \| [^\n]*? \| (`[^`]*`|\d+ entries|) \|", page, re.M
+        r"^\| `([a-z0-9_]+\.[a-z0-9_.]+)` \| [^\n]*? \| (`[^`]*`|\d+ entr(?:y|ies)|) \|", page, re.M
     )
 
 
@@ -58,7 +58,7 @@ def test_params_page_names_every_key_of_params_yaml_with_its_value():
             if yaml.safe_load(cell.strip("`")) != expected[key]:
                 wrong.append(f"{key}: page {cell}, params.yaml {expected[key]!r}")
         elif expected[key]:  # "N entries": a list of sections
-            assert cell == f"{len(expected[key])} entries", key
+            assert cell.split()[0] == str(len(expected[key])), key
     assert checked > 80 and wrong == []
 
 
