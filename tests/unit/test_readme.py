@@ -73,3 +73,37 @@ def test_paths_named_exist():
         if not (REPO / path.rstrip("/")).exists()
     ]
     assert missing == []
+
+
+def _cli_options() -> set[str]:
+    """Every option string of `python -m pipeline` and its sub-commands."""
+    import argparse
+
+    found: set[str] = set()
+
+    def walk(parser):
+        for action in parser._actions:
+            found.update(action.option_strings)
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
+
+    walk(_parser())
+    return found
+
+
+def test_flags_named_alone_exist():
+    """A flag in backticks of its own (`--keep-demo`) is an option of the CLI, or of a script
+    of the repository (benchmarks/, flows/, configs/)."""
+    scripts = "\n".join(
+        p.read_text(encoding="utf-8")
+        for folder in ("benchmarks", "flows", "configs")
+        for p in (REPO / folder).rglob("*.py")
+    )
+    options = _cli_options()
+    unknown = [
+        f"{page}: {flag}"
+        for page, flag in _named(r"`(--[a-z][\w-]*)`")
+        if flag not in options and f'"{flag}"' not in scripts
+    ]
+    assert unknown == []
