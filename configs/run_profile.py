@@ -19,6 +19,7 @@ A profile is a partial params.yaml: the keys a machine or a model needs changed.
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -123,7 +124,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     print(" ".join(COMMAND), flush=True)
-    return 0 if args.print else subprocess.run(COMMAND, cwd=ROOT).returncode
+    if args.print:
+        return 0
+    # the dvc of this Python's environment (.venv/bin/dvc), else the one on PATH
+    local = Path(sys.executable).parent / "dvc"
+    dvc = str(local) if local.exists() else shutil.which("dvc")
+    if dvc is None:
+        print("error: dvc not found: run `make install` (or activate .venv)", file=sys.stderr)
+        return pipeline.errors.SetupError.exit_code
+    return subprocess.run([dvc, *COMMAND[1:]], cwd=ROOT).returncode
 
 
 if __name__ == "__main__":
