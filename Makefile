@@ -1,5 +1,7 @@
 # make run   - create .venv if missing, install the project, run the whole pipeline (dvc repro)
 # make test  - same set-up, then the test suite
+# make run PROFILE=configs/qwen2.5-7b-qlora.yaml - the same with a profile's params written into
+#              params.yaml (comments kept), run as a DVC experiment (configs/run_profile.py)
 # TORCH_SPEC picks the torch build installed first when .venv has none. The default is the CPU
 # wheel this project's CI machine holds on disk; with CUDA, e.g. TORCH_SPEC="torch==2.13.0"
 # --extra-index-url of your CUDA build, or install torch into .venv yourself before `make`.
@@ -56,7 +58,11 @@ lock:
 	$(BIN)/python tools/lock.py write --uv $(BIN)/uv --torch torch==$(TORCH_VERSION) $(LOCK_ARGS)
 
 run: install
+ifdef PROFILE
+	$(BIN)/python configs/run_profile.py $(PROFILE)
+else
 	$(BIN)/dvc repro
+endif
 
 test: install
 	$(BIN)/python -m pytest
@@ -68,7 +74,7 @@ serve: install
 	$(BIN)/python -m pipeline serve
 
 lint: install
-	$(BIN)/ruff check pipeline flows tests benchmarks
+	$(BIN)/ruff check pipeline flows tests benchmarks configs docs tools
 
 mlflow-server: install
 	@mkdir -p mlflow/server-artifacts

@@ -222,7 +222,8 @@ class TrainConfig(_Section):
 
 
 class GateConfig(_Section):
-    """`evaluate.gate`: every rule, its evidence and its threshold (README, "How the gate decides").
+    """`evaluate.gate`: every rule, its evidence and its threshold (docs/evaluation.md, "How the
+    gate decides").
 
     Gains are paired-bootstrap intervals; a `min_*_gain` rule passes when the interval's lower
     bound reaches the threshold, fails when its upper bound does not, and otherwise refuses

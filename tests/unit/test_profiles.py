@@ -1,8 +1,11 @@
-"""The shipped GPU profiles: a params override for Qwen2.5-7B QLoRA and accelerate configs."""
+"""The shipped profiles: params profiles (`make run PROFILE=configs/<name>.yaml`) and accelerate
+configs (configs/accelerate/)."""
 
 from __future__ import annotations
 
-import re
+import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ from pipeline.config import load_config
 from tests.conftest import REPO
 
 PROFILE = REPO / "configs" / "qwen2.5-7b-qlora.yaml"
+PROFILES = sorted((REPO / "configs").glob("*.yaml"))
 ACCELERATE = sorted((REPO / "configs" / "accelerate").glob("*.yaml"))
 
 
@@ -47,10 +51,79 @@ def test_qlora_profile_names_only_params_keys_and_loads():
     )
 
 
-def test_readme_gpu_recipe_is_the_profile():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    recipe = re.search(r"## GPU recipe.*?```yaml\n(.*?)```", readme, re.S).group(1)
-    assert yaml.safe_load(recipe) == yaml.safe_load(PROFILE.read_text())
+def _run_profile():
+    spec = importlib.util.spec_from_file_location(
+        "run_profile", REPO / "configs" / "run_profile.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
+def test_profile_opens_with_the_command_that_runs_it(path: Path):
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first == f"# make run PROFILE=configs/{path.name}"
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
+def test_profile_command_writes_every_value_into_params_and_keeps_comments(path, tmp_path):
+    """What `make run PROFILE=...` does short of running DVC: the values land in params.yaml,
+    the typed config reads them back, and every comment line of params.yaml survives."""
+    params = tmp_path / "params.yaml"
+    original = (REPO / "params.yaml").read_text(encoding="utf-8")
+    params.write_text(original, encoding="utf-8")
+    changes = _run_profile().apply(path, params)
+    overrides = _flatten(yaml.safe_load(path.read_text()))
+    assert changes and len(changes) <= len(overrides)
+    applied = load_config(params, check_base=False)  # no overrides: only what was written
+    for dotted, value in overrides.items():
+        node = applied
+        for key in dotted.split("."):
+            node = getattr(node, {"validate": "validate_", "register": "register_"}.get(key, key))
+        assert (list(node) if isinstance(node, tuple) else node) == value, dotted
+    comments = [line.strip() for line in original.splitlines() if line.strip().startswith("#")]
+    written = params.read_text(encoding="utf-8")
+    assert [c for c in comments if c not in written] == []
+
+
+def test_profile_with_an_unknown_key_changes_nothing_and_names_it(tmp_path):
+    from pipeline.errors import ConfigError
+
+    params = tmp_path / "params.yaml"
+    params.write_text((REPO / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    before = params.read_bytes()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  lora:\n    rank: 8\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"profile .*bad.yaml.*train\.lora\.rank"):
+        _run_profile().apply(bad, params)
+    assert params.read_bytes() == before
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
+def test_make_run_with_a_profile_runs_the_profile_script(path: Path):
+    """`make -n` prints what `make run PROFILE=...` would run, without running it."""
+    name = f"configs/{path.name}"
+    dry = subprocess.run(
+        ["make", "-n", "run", f"PROFILE={name}"], cwd=REPO, capture_output=True, text=True
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines()[-1].endswith(f"python configs/run_profile.py {name}")
+    printed = subprocess.run(
+        [sys.executable, "configs/run_profile.py", "--print", name],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.splitlines()[-1] == "dvc exp run"
+
+
+def test_gpu_page_shows_the_profile_itself():
+    """The GPU page includes the profile file (a snippet), so the two cannot drift."""
+    page = (REPO / "docs" / "gpu.md").read_text(encoding="utf-8")
+    assert '--8<-- "configs/qwen2.5-7b-qlora.yaml"' in page
+    assert "make run PROFILE=configs/qwen2.5-7b-qlora.yaml" in page
 
 
 @pytest.mark.parametrize("path", ACCELERATE, ids=lambda p: p.stem)
@@ -74,7 +147,7 @@ def test_accelerate_profiles_parse(path: Path):
     assert f"--config_file configs/accelerate/{path.name}" in path.read_text()
 
 
-def test_readme_names_every_accelerate_profile():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+def test_gpu_page_names_every_accelerate_profile():
+    page = (REPO / "docs" / "gpu.md").read_text(encoding="utf-8")
     for path in ACCELERATE:
-        assert f"configs/accelerate/{path.name}" in readme
+        assert f"configs/accelerate/{path.name}" in page

@@ -1,15 +1,25 @@
-"""The README's commands exist and say what the project really does."""
+"""The README's and every docs page's commands exist and say what the project really does."""
 
 import re
 import shlex
 
 import pytest
-import yaml
 
 from pipeline.__main__ import _parser
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
+PAGES = {"README.md": README} | {
+    f"docs/{p.name}": p.read_text(encoding="utf-8") for p in sorted((REPO / "docs").glob("*.md"))
+}
+# A path in backticks under one of these folders is a file of the repository (outputs such as
+# data/split/ or reports/ are not, so they are not checked here).
+_PATH = re.compile(r"`((?:pipeline|flows|tests|benchmarks|configs|docs|\.ci)/[\w./-]*)`")
+
+
+def _named(pattern: str) -> list[tuple[str, str]]:
+    """(page, match) for every match of `pattern` on every page, each pair once."""
+    return sorted({(page, m) for page, text in PAGES.items() for m in re.findall(pattern, text)})
 
 
 def quick_start() -> list[str]:
@@ -29,83 +39,71 @@ def test_quick_start_is_two_make_targets_and_ci_runs_the_second():
     assert "make test" in (REPO / ".ci" / "run").read_text()
 
 
-@pytest.mark.parametrize("line", sorted(set(re.findall(r"python -m pipeline [^\n`|]*", README))))
-def test_pipeline_commands_parse(line):
+def test_readme_is_a_front_door():
+    assert len(README.splitlines()) <= 200
+
+
+@pytest.mark.parametrize(("page", "line"), _named(r"python -m pipeline [^\n`|]*"))
+def test_pipeline_commands_parse(page, line):
     argv = shlex.split(line.split("#")[0])[3:]
     argv = [a for a in argv if a not in ("...", "<stage>", "FILE")] or ["--help"]
     if argv == ["--help"] or "<" in " ".join(argv):
         return
-    _parser().parse_args(argv)
+    try:
+        _parser().parse_args(argv)
+    except SystemExit:
+        pytest.fail(f"{page}: `{line}` is not a valid command line")
 
 
-def test_flow_modules_named_in_the_readme_exist():
-    for module in re.findall(r"python -m (flows\.\w+)", README):
-        assert (REPO / (module.replace(".", "/") + ".py")).exists(), module
+@pytest.mark.parametrize(("page", "module"), _named(r"python -m (flows\.\w+)"))
+def test_flow_modules_named_exist(page, module):
+    assert (REPO / (module.replace(".", "/") + ".py")).exists(), f"{page}: {module}"
 
 
-def test_params_table_names_real_keys():
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    rows = re.findall(r"^\| `([a-z_.]+)`", README, re.M)
-    assert len(rows) > 15
-    for row in rows:
-        node = params
-        for key in row.split("."):
-            assert key in node, row
-            node = node[key]
+@pytest.mark.parametrize(("page", "target"), _named(r"(?m)(?:^|`)make ([a-z][\w-]*)"))
+def test_make_targets_named_exist(page, target):
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(rf"^{re.escape(target)}:", makefile, re.M), f"{page}: make {target}"
 
 
-def test_gpu_recipe_is_a_valid_override_of_params():
-    from pipeline.config import load_config
-
-    recipe = re.search(r"## GPU recipe.*?```yaml\n(.*?)```", README, re.S).group(1)
-    overrides = {}
-
-    def walk(tree, prefix=""):
-        for k, v in tree.items():
-            if isinstance(v, dict):
-                walk(v, f"{prefix}{k}.")
-            else:
-                overrides[f"{prefix}{k}"] = v
-
-    walk(yaml.safe_load(recipe))
-    cfg = load_config(REPO / "params.yaml", overrides, check_base=False)  # for a GPU machine
-    assert cfg.model.base == "Qwen/Qwen2.5-7B-Instruct" and cfg.train.quantization.mode == "4bit"
+def test_paths_named_exist():
+    missing = [
+        f"{page}: {path}"
+        for page, path in _named(_PATH.pattern)
+        if not (REPO / path.rstrip("/")).exists()
+    ]
+    assert missing == []
 
 
-def _params_rows() -> list[tuple[list[str], str]]:
-    """(dotted keys, defaults cell) of each params-table row: `a.b` / `c` names a.b and a.c."""
-    rows = []
-    row = re.compile(r"^\| (`[a-z_.]+`(?:(?: /|,) `[a-z_]+`)*) \| ([^|]*) \|", re.M)
-    for keys, defaults in row.findall(README):
-        names = re.findall(r"`([a-z_.]+)`", keys)
-        parent = names[0].rsplit(".", 1)[0]
-        rows.append(([names[0]] + [f"{parent}.{n}" for n in names[1:]], defaults.strip()))
-    return rows
+def _cli_options() -> set[str]:
+    """Every option string of `python -m pipeline` and its sub-commands."""
+    import argparse
+
+    found: set[str] = set()
+
+    def walk(parser):
+        for action in parser._actions:
+            found.update(action.option_strings)
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
+
+    walk(_parser())
+    return found
 
 
-def _value(params: dict, dotted: str):
-    for part in dotted.split("."):
-        params = params[part]
-    return params
-
-
-def test_params_table_defaults_are_params_yaml_values():
-    """Every default the table shows as values (`x` / `y`, one per key) is params.yaml's; a
-    descriptive cell ("see file", "2 questions") or a list / section value is not compared."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    checked, wrong = 0, []
-    for keys, cell in _params_rows():
-        only_values = re.fullmatch(r"`[^`]*`(?:(?: /|,) `[^`]*`)*", cell)
-        values = re.findall(r"`([^`]*)`", cell) if only_values else []
-        nodes = [_value(params, key) for key in keys]
-        if not values or all(isinstance(n, (dict, list)) for n in nodes):
-            continue
-        if len(values) != len(keys):
-            wrong.append(f"{' / '.join(keys)}: {len(values)} values for {len(keys)} keys")
-            continue
-        for key, shown, node in zip(keys, values, nodes, strict=True):
-            checked += 1
-            if yaml.safe_load(shown) != node:
-                wrong.append(f"{key}: README {shown}, params.yaml {node!r}")
-    assert checked > 40
-    assert wrong == []
+def test_flags_named_alone_exist():
+    """A flag in backticks of its own (`--keep-demo`) is an option of the CLI, or of a script
+    of the repository (benchmarks/, flows/, configs/, tools/)."""
+    scripts = "\n".join(
+        p.read_text(encoding="utf-8")
+        for folder in ("benchmarks", "flows", "configs", "tools")
+        for p in (REPO / folder).rglob("*.py")
+    )
+    options = _cli_options()
+    unknown = [
+        f"{page}: {flag}"
+        for page, flag in _named(r"`(--[a-z][\w-]*)`")
+        if flag not in options and f'"{flag}"' not in scripts
+    ]
+    assert unknown == []
