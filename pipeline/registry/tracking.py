@@ -63,8 +63,8 @@ def _reason(exc: Exception) -> str:
     message = str(getattr(exc, "message", exc)).strip()
     if errno := re.search(r"\[Errno -?\d+\] [^'\")\]]+", message):
         return errno.group(0).strip()
-    if status := re.search(r"failed with error code (\d+)", message):
-        return f"HTTP {status.group(1)}"
+    if status := re.search(r"failed with error code (\d+)|too many (\d+) error responses", message):
+        return f"HTTP {status.group(1) or status.group(2)}"
     if "timeout" in message.lower():
         return "timed out"
     first = message.splitlines()[0] if message else type(exc).__name__
