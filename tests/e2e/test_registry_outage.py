@@ -37,7 +37,8 @@ def mlflow_url(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, prepared, mlflow_url):
-    """A trained project whose version 1 is `champion` on the server; no reports/gate.json."""
+    """A trained project whose version 1 is `champion` on the server; no reports/gate.json (the
+    one that promoted version 1 is kept as reports/gate-without-champion.json)."""
     from pipeline.evaluation import evaluate
     from pipeline.registry import register
     from pipeline.training import train
@@ -52,7 +53,8 @@ def project(tmp_path_factory, prepared, mlflow_url):
         assert "champion" in register.run(cfg).aliases
     finally:
         mp.undo()
-    (cfg.paths.reports / "gate.json").unlink()
+    gate = cfg.paths.reports / "gate.json"  # decided when there was no champion yet
+    gate.rename(gate.with_name("gate-without-champion.json"))
     return cfg
 
 
@@ -129,3 +131,27 @@ def test_missing_champion_alias_still_means_no_champion(project, mlflow_url, reg
 def test_no_server_listening_is_one_line_naming_it(project):
     out = _evaluate(project, "http://127.0.0.1:9")
     _assert_failed_naming(out, "http://127.0.0.1:9", project)
+
+
+def test_register_does_not_promote_over_a_champion_the_gate_did_not_see(project, mlflow_url):
+    """A gate decided without a champion (or against another one) never moves `champion`."""
+    import shutil
+
+    from mlflow import MlflowClient
+    from pipeline.registry import register
+
+    reports = project.paths.reports
+    shutil.copyfile(reports / "gate-without-champion.json", reports / "gate.json")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", mlflow_url)
+    try:
+        result = register.run(project)
+    finally:
+        mp.undo()
+        (reports / "gate.json").unlink()
+    assert result.gate["promote"] and "champion" not in result.aliases, result
+    client = MlflowClient(mlflow_url, mlflow_url)
+    name = project.register_.model_name
+    assert client.get_model_version_by_alias(name, "champion").version == "1"
+    tag = client.get_model_version(name, str(result.version)).tags["gate.stale_champion"]
+    assert tag.startswith("the registry has version 1 as champion but evaluate compared against no")
