@@ -140,3 +140,24 @@ def test_the_nightly_retries_an_outage_not_a_user_error():
 
     assert nightly._transient(None, None, State(RegistryUnavailable("down")))
     assert not nightly._transient(None, None, State(RegistryError("no version 3")))
+
+
+def test_register_moves_champion_only_over_the_one_the_gate_saw(store):
+    from pipeline.registry.register import stale_champion
+
+    store.create_registered_model("m")
+    store.create_model_version("m", "file:///nowhere/model")
+    assert stale_champion(store, "m", {"champion_version": None}) is None  # still none
+    store.set_registered_model_alias("m", "champion", "1")
+    assert stale_champion(store, "m", {"champion_version": "1"}) is None
+    reason = stale_champion(store, "m", {"champion_version": None})  # decided without it
+    assert reason and "version 1 as champion" in reason and "no champion" in reason
+    assert "version 7" in stale_champion(store, "m", {"champion_version": "7"})
+    assert stale_champion(store, "m", {}) is None  # a gate.json from before the check
+
+
+def test_register_reads_the_champion_or_fails(nowhere):
+    from pipeline.registry.register import stale_champion
+
+    with pytest.raises(RegistryUnavailable, match="127.0.0.1:9"):
+        stale_champion(nowhere, "m", {"champion_version": None})
