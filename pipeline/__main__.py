@@ -52,7 +52,7 @@ EXIT_CODES = {
     ConfigError.exit_code: "bad params, override or argument",
     DataValidationError.exit_code: "data validation failed",
     ModelLoadError.exit_code: "a model, tokenizer or adapter could not be loaded",
-    RegistryError.exit_code: "MLflow registry / tracking error (unknown version, store error)",
+    RegistryError.exit_code: "MLflow registry / tracking error (unknown version, unreachable)",
     IngestError.exit_code: "a source file cannot be read",
     SetupError.exit_code: "this Python lacks the project's dependencies",
     8: "the LLM judge (evaluate.judge) failed or could not be reached",
