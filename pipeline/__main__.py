@@ -4,13 +4,13 @@
     python -m pipeline validate [FILE ...] [--format F --encoding E ...]
     python -m pipeline {split,base,preprocess,train,evaluate,register}
     python -m pipeline chat "感冒有什么症状？"
-    python -m pipeline serve [--host 127.0.0.1] [--port 8000] [--alias champion]
+    python -m pipeline serve [--host 127.0.0.1] [--port 8000] [--alias champion] [--api-key K]
     python -m pipeline registry {list,promote,rollback,lineage} [VERSION]
     python -m pipeline export VERSION --out DIR [--overwrite]
     python -m pipeline score (--version N | --alias A | --base) FILE... [--out DIR]
 
 `serve` puts the champion behind an OpenAI-compatible HTTP API (/v1/chat/completions) and
-follows the alias without a restart.
+follows the alias without a restart; beyond loopback it needs an API key (PIPELINE_API_KEY).
 
 `-p/--params` picks the params file and `-S key=value` overrides one value (YAML-parsed), as
 in `dvc exp run -S`. Every error prints as one line (`error: ...`) and exits with its code.
@@ -52,7 +52,7 @@ EXIT_CODES = {
     ConfigError.exit_code: "bad params, override or argument",
     DataValidationError.exit_code: "data validation failed",
     ModelLoadError.exit_code: "a model, tokenizer or adapter could not be loaded",
-    RegistryError.exit_code: "MLflow registry / tracking error (unknown version, store error)",
+    RegistryError.exit_code: "MLflow registry / tracking error (unknown version, unreachable)",
     IngestError.exit_code: "a source file cannot be read",
     SetupError.exit_code: "this Python lacks the project's dependencies",
     8: "the LLM judge (evaluate.judge) failed or could not be reached",
@@ -92,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
     serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     serve.add_argument("--alias", default="champion", help="registry alias (default: %(default)s)")
+    serve.add_argument(
+        "--api-key",
+        default=None,
+        help="clients must send `Authorization: Bearer KEY` (default: $PIPELINE_API_KEY; "
+        "without a key only a loopback --host is allowed)",
+    )
     reg = sub.add_parser("registry", help="list, promote, roll back, show lineage")
     reg.add_argument("action", choices=["list", "promote", "rollback", "lineage"])
     reg.add_argument("version", nargs="?")
@@ -200,7 +206,7 @@ def _dispatch(args: argparse.Namespace) -> None:
     elif args.command == "serve":
         from pipeline import serving as serve
 
-        serve.run(cfg, args.host, args.port, args.alias)
+        serve.run(cfg, args.host, args.port, args.alias, args.api_key)
     elif args.command == "registry":
         from pipeline.registry import versions as registry
 

@@ -156,6 +156,22 @@ class RegisterResult:
         return f"register: {self.model_name} version {self.version} ({', '.join(self.aliases)})"
 
 
+def stale_champion(c, name: str, gate: dict[str, Any]) -> str | None:
+    """Why `champion` must not move although the gate passed: the registry's champion is not
+    the one `evaluate` compared against (it moved, or appeared, since). None when it is the
+    same, or for a gate.json that does not say. A registry that cannot answer raises."""
+    if "champion_version" not in gate:
+        return None
+    now, then = registry.champion_version(c, name), gate["champion_version"]
+    if now == then:
+        return None
+    held, compared = (f"version {v}" if v else "no champion" for v in (now, then))
+    return (
+        f"the registry has {held} as champion but evaluate compared against {compared}; "
+        "rerun evaluate"
+    )
+
+
 def run(cfg: Config) -> RegisterResult:
     import mlflow
 
@@ -182,13 +198,18 @@ def run(cfg: Config) -> RegisterResult:
         for key, value in tags.items():
             c.set_model_version_tag(name, version, key, value)
         awaiting = gate["promote"] and cfg.evaluate.gate.require_approval
-        promoted = gate["promote"] and not awaiting
+        stale = stale_champion(c, name, gate) if gate["promote"] and not awaiting else None
+        promoted = gate["promote"] and not awaiting and stale is None
         if promoted:
             registry.set_champion(c, name, version)
+        elif stale:
+            c.set_model_version_tag(name, version, "gate.stale_champion", stale)
     failed = [r["rule"] for r in gate["rules"] if not r["passed"]]
     verdict = (
         f"NOT promoted (failed: {', '.join(failed)})"
         if not gate["promote"]
+        else f"passed the gate; champion NOT moved: {stale}"
+        if stale
         else "passed the gate; champion NOT moved: evaluate.gate.require_approval is on "
         f"(approve it in the nightly flow, or `python -m pipeline registry promote {version}`)"
         if awaiting

@@ -1,6 +1,6 @@
 """Serve the registry's champion behind an OpenAI-compatible HTTP API.
 
-    python -m pipeline serve [--host 127.0.0.1] [--port 8000] [--alias champion]
+    python -m pipeline serve [--host 127.0.0.1] [--port 8000] [--alias champion] [--api-key K]
 
 - `POST /v1/chat/completions`: an OpenAI chat request in, an OpenAI `chat.completion` (or, with
   `"stream": true`, server-sent `chat.completion.chunk`s ending with `data: [DONE]`) out;
@@ -18,6 +18,7 @@ The rooms:
   error to OpenAI's error object (every client error is a 4xx and one log line);
 - `champion`: the alias watcher, which loads a new version while the old one keeps answering;
 - `engine`: prompt, generation, streaming pieces, cancellation;
+- `auth`: the API key (`Authorization: Bearer`, PIPELINE_API_KEY), required beyond loopback;
 - `app`: the HTTP routes, the body reading (size, Content-Type, a body shorter than its
   Content-Length) and the request log.
 """

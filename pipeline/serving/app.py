@@ -14,16 +14,17 @@ from typing import Any
 from fastapi import Request  # module level: FastAPI resolves endpoint annotations here
 
 from pipeline.config import Config, ServeConfig
+from pipeline.serving import auth
 from pipeline.serving.champion import Champion, Served, mlflow_champion
 from pipeline.serving.engine import Completion, Generator, prompt_ids
-from pipeline.serving.schema import ApiError, ChatRequest, parse_request
+from pipeline.serving.schema import ApiError, ChatRequest, parse_request, send_error
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20  # a chat request, not an upload
 BODY_TIMEOUT_S = 10.0  # for the whole body to arrive once the headers have
 CLOSE = {"Connection": "close"}
-LOGGED_ERROR = "serve.error"  # scope key: the ApiError answered, for the request's log line
+LOGGED_ERROR = auth.LOGGED_ERROR  # scope key: the ApiError answered, for the request's log line
 
 
 def _usage(c: Completion) -> dict[str, int]:
@@ -63,7 +64,7 @@ class RequestLog:
             log.exception("serve: %s %s failed", scope["method"], scope["path"])
             scope[LOGGED_ERROR] = ApiError(500, f"Internal error: {exc}", type_="server_error")
             if not status[0]:  # nothing sent yet: the client still gets OpenAI's shape
-                await _send_json(send_logged, scope[LOGGED_ERROR])
+                await send_error(send_logged, scope[LOGGED_ERROR])
         finally:
             err: ApiError | None = scope.get(LOGGED_ERROR)
             log.info(
@@ -76,13 +77,6 @@ class RequestLog:
 
 def _shown_type(content_type: str) -> str:
     return repr(content_type[:80]) if content_type else "no Content-Type"
-
-
-async def _send_json(send, exc: ApiError) -> None:
-    body = json.dumps(exc.body()).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 async def read_body(request: Request) -> bytes:
@@ -236,8 +230,14 @@ def _models(champion: Champion) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
-def create_app(champion: Champion, limits: ServeConfig, generator: Generator | None = None):
-    """The FastAPI app over a Champion (started by the caller, or not: tests inject one)."""
+def create_app(
+    champion: Champion,
+    limits: ServeConfig,
+    generator: Generator | None = None,
+    api_key: str | None = None,
+):
+    """The FastAPI app over a Champion (started by the caller, or not: tests inject one); with
+    `api_key`, every route but /health wants `Authorization: Bearer <api_key>` (serving/auth.py)."""
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException
@@ -278,6 +278,8 @@ def create_app(champion: Champion, limits: ServeConfig, generator: Generator | N
     async def chat_completions(request: Request):
         return await _chat_completion(request, champion, limits, generator)
 
+    if api_key is not None:
+        app.add_middleware(auth.RequireKey, key=api_key)  # inside RequestLog: 401s are logged
     app.add_middleware(RequestLog)
     return app
 
@@ -328,14 +330,25 @@ async def _stream(generator: Generator, served: Served, req: ChatRequest, ids, h
         cancel.set()  # the client went away (or we are done): stop generating
 
 
-def run(cfg: Config, host: str = "127.0.0.1", port: int = 8000, alias: str = "champion") -> None:
+def run(
+    cfg: Config,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    alias: str = "champion",
+    api_key: str | None = None,
+) -> None:
+    """Serve until stopped. `api_key` (else $PIPELINE_API_KEY) is required of every client; a
+    non-loopback `host` without one is refused (ConfigError) before the registry is read."""
     import uvicorn
 
+    key = auth.resolve_key(api_key)
+    auth.check_host(host, key)
     champion = mlflow_champion(cfg, alias)
     champion.start()  # loads in the background: /health says 503 "loading" until then
-    app = create_app(champion, cfg.serve)
-    log.info("serve: http://%s:%d/v1 (alias %s, checked every %ss)", host, port, alias,
-             cfg.serve.reload_interval_s)  # fmt: skip
+    app = create_app(champion, cfg.serve, api_key=key)
+    log.info("serve: http://%s:%d/v1 (alias %s, checked every %ss; %s)", host, port, alias,
+             cfg.serve.reload_interval_s,
+             "API key required" if key else "no API key: loopback only")  # fmt: skip
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:

@@ -64,6 +64,15 @@ class ApiError(Exception):
         }
 
 
+async def send_error(send, exc: ApiError) -> None:
+    """Answer an ASGI request with `exc` in OpenAI's shape (for middleware, outside FastAPI)."""
+    body = json.dumps(exc.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 @dataclass(frozen=True)
 class ChatRequest:
     """A checked request, as the generation engine uses it."""
