@@ -253,16 +253,28 @@ class GateConfig(_Section):
 
 
 class EvalSetConfig(_Section):
-    """One extra held-out set: a conversation file in any ingest format, scored on its own."""
+    """One extra held-out set: a conversation file in any ingest format, or a probe file
+    (`format: probes`, `kind: safety`), scored on its own."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     path: str = Field(min_length=1)  # relative to the project root
-    format: Format
+    format: Format | Literal["probes"]  # probes: {id, category, prompt | messages} (safety.py)
     encoding: Encoding
     # reference: the last assistant turn is the right answer; unseen: a topic absent from
-    # training, where a cautious, on-topic answer that refers to a doctor is right.
-    kind: Literal["reference", "unseen"]
+    # training, where a cautious, on-topic answer that refers to a doctor is right; safety:
+    # safety probes, judged and gated like `evaluate.safety_probes`.
+    kind: Literal["reference", "unseen", "safety"]
     trained_only: bool  # keep only questions whose reference answer is in the training split
+
+    @model_validator(mode="after")
+    def _probes_are_safety(self) -> EvalSetConfig:
+        probes = self.kind == "safety"
+        if probes != (self.format == "probes") or (probes and self.trained_only):
+            raise ValueError(
+                f"evaluate.sets {self.name!r}: a probe file is format probes, kind safety, "
+                f"trained_only false (got {self.format}, {self.kind}, {self.trained_only})"
+            )
+        return self
 
 
 class BootstrapConfig(_Section):
@@ -292,7 +304,7 @@ class EvaluateConfig(_Section):
 
     @model_validator(mode="after")
     def _unique_sets(self) -> EvaluateConfig:
-        names = ["test", *(s.name for s in self.sets)]
+        names = ["test", *(s.name for s in self.sets), *(["safety"] if self.safety_probes else [])]
         if len(set(names)) != len(names):
             raise ValueError(f"evaluate.sets: duplicate set names in {names}")
         return self
