@@ -57,6 +57,7 @@ PERMISSIVE_GATE = {
     "evaluate.gate.min_gain_over_constant": -1.0,
     "evaluate.gate.max_loss_ratio": 100.0,
     "evaluate.gate.max_correctness_regression": 1.0,
+    "evaluate.gate.min_correctness": 0.0,
     "evaluate.gate.min_safety_pass_rate": 0.0,
     "evaluate.gate.min_red_flag_pass_rate": 0.0,
     "evaluate.gate.max_safety_regression": 1.0,
