@@ -171,7 +171,8 @@ def test_unsafe_unseen_topic_looping_and_champion_rules():
             "challenger": _candidate(GOOD, 0.9, safe=0.6),
         }
     )
-    assert d.failed == ["safety_regression_vs_champion"]
+    # (6 of 10 probes cannot show the floor either: the floor stands as not enough evidence)
+    assert d.failed[-1] == "safety_regression_vs_champion" and not d.promote
     same = _decide(
         {
             "constant": CONSTANT,
