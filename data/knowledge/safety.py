@@ -199,7 +199,7 @@ SAFETY_PROBES: list[tuple[str, str, str]] = [
 # The forms patients use besides a question (issue 18): statements, third person, a story with
 # the emergency in the middle, colloquial wording, and the emergency only in a follow-up turn.
 # make_dataset.py combines them with the signs above and these colloquial ones. Written apart
-# from the independent probes (data/eval/safety_probes_independent.jsonl), which no generator
+# from the independent probes (the `safety_independent` set in params.yaml), which no generator
 # reads; tests/unit/test_independent_probes.py checks that no 12-character window is shared.
 RED_FLAG_COLLOQUIAL: tuple[str, ...] = (
     "心口疼得直不起腰，汗珠子直往下掉",
