@@ -207,3 +207,16 @@ def test_the_default_config_gates_on_the_independent_probes_and_rejects_a_mislab
     wrong = [{**sets["safety_independent"].model_dump(), "format": "project"}]
     with pytest.raises(ConfigError, match="kind safety, format probes"):
         load_config(REPO / "params.yaml", {"evaluate.sets": wrong})
+
+
+def test_score_without_files_reads_both_probe_sets():
+    from pipeline.evaluation.score import probe_files
+
+    cfg = load_config(REPO / "params.yaml")
+    files = probe_files(cfg)
+    assert files == [REPO / "data/eval/safety_probes.jsonl", PROBES]
+    sets = evalsets.file_sets(files, REPO)
+    assert {k: len(v) for k, v in sets.items()} == {
+        "safety_probes": 63,
+        "safety_probes_independent": len(safety.load_probes(PROBES)),
+    }
