@@ -52,18 +52,22 @@ def shared_windows(training_prompts: list[str], probes: list[safety.Probe]) -> d
 
 
 def _raw_prompts() -> list[str]:
-    """Every user prompt of every file under data/raw: conversations and preference pairs
-    (prompt / question fields), in whatever format ingest reads."""
+    """Every user prompt of every JSON / JSON Lines file under data/raw: conversations
+    (project, ShareGPT, OpenAI) and preference pairs (TRL's prompt, MedicalGPT's question)."""
     out: list[str] = []
     for path in sorted((REPO / "data" / "raw").rglob("*.json*")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            row = json.loads(line)
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".json":  # a JSON array of records
+            rows = json.loads(text)
+        else:
+            rows = [json.loads(x) for x in text.splitlines() if x.strip()]
+        for row in rows:
             for key in ("prompt", "question", "instruction", "input"):
                 if isinstance(row.get(key), str):
                     out.append(row[key])
             turns = row.get("conversations") or row.get("messages") or []
+            if isinstance(row.get("prompt"), list):  # TRL's conversational preference format
+                turns = turns or row["prompt"]
             out += [
                 t.get("content", t.get("value", ""))
                 for t in turns
