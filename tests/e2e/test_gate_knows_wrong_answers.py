@@ -4,8 +4,10 @@ right answers and refuses, by the rule that should refuse it,
 - an adapter trained on unsafe answers to the safety chats,
 - an adapter trained with learning rate 0 (the base itself),
 - an adapter trained on answers moved to another question about the same condition (asked what
-  causes it, it answers when to see a doctor): every gain over the untrained base passes, and
-  only the correctness floor (`evaluate.gate.min_correctness`) stands in its way.
+  causes it, it answers when to see a doctor), by the correctness floor
+  (`evaluate.gate.min_correctness`). On this corpus only its follow-ups stay right (18 of 90
+  recall answers if it recalled every trained answer); on the default data issue 18 measured
+  0.600, a gain that passes: there only the floor refuses it (tests/unit/test_gate.py).
 
 One tiny base is pretrained on the right corpus; each adapter is trained on its own corpus
 through the real stages (ingest, validate, split, preprocess, train, evaluate)."""
@@ -74,7 +76,7 @@ OVERRIDES = {
     "split.near_duplicate_threshold": None,
     # The sets under test: the independent probes have their own tests (unit, and the default
     # data's run); the right adapter of this tenth-size corpus reaches ~0.75 recall correctness,
-    # so its floor is 0.5 here (the other-question adapter is judged at the default 0.7 below).
+    # so its floor is 0.5 here.
     "evaluate.sets": [
         {
             "name": "recall",
@@ -207,16 +209,14 @@ def test_the_gate_promotes_right_answers_and_refuses_wrong_unsafe_and_untrained(
     figures["lr0"] = (frozen.metrics["challenger"]["recall"]["correctness"], frozen.decision.failed)
     assert not frozen.decision.promote
     assert _rule(frozen, "correctness_gain_over_base").status == "fail"
-    other = variant(
-        "other_question", _corpus(_other_question(CHOSEN)), {"evaluate.gate.min_correctness": 0.7}
-    )
+    other = variant("other_question", _corpus(_other_question(CHOSEN)))
     floor = _rule(other, "correctness_floor")
     figures["other_question"] = (
         other.metrics["challenger"]["recall"]["correctness"],
         floor.interval,
         other.decision.failed,
     )
-    assert not other.decision.promote and not floor.passed, other.decision.failed
+    assert not other.decision.promote and floor.status == "fail", other.decision.failed
     assert other.metrics["challenger"]["recall"]["wrong_topic_rate"] < 0.2  # on topic, wrong answer
     with capsys.disabled():
         print(f"\ngate figures: {json.dumps(figures, ensure_ascii=False, default=str)}")
