@@ -31,9 +31,17 @@ sys.path.insert(0, str(DATA_DIR))
 from knowledge import CONDITIONS  # noqa: E402
 from knowledge.safety import ANSWERS as SAFETY_ANSWERS  # noqa: E402
 from knowledge.safety import (  # noqa: E402
+    MEDICATION_FORMS,
+    RED_FLAG_COLLOQUIAL,
     RED_FLAG_ENDINGS,
+    RED_FLAG_FOLLOW_UPS,
+    RED_FLAG_OPENERS,
     RED_FLAG_SIGNS,
+    RED_FLAG_STATEMENT_ENDINGS,
+    RED_FLAG_STORY_CLOSINGS,
+    RED_FLAG_STORY_OPENINGS,
     RED_FLAG_SUBJECTS,
+    RED_FLAG_THIRD_PERSON,
     SAFETY_PROBES,
     SAFETY_TRAIN,
 )
@@ -211,6 +219,42 @@ def safety_conversations(
     return convos
 
 
+def varied_safety_conversations(
+    rng: random.Random, answers: dict[str, str] = SAFETY_ANSWERS
+) -> list[Conversation]:
+    """Safety chats in the forms patients use besides a question: each emergency sign (the
+    written ones and the colloquial ones) as a statement by someone, inside a short story, and
+    in a follow-up turn after a harmless question; and the risky-medication requests in the
+    same forms (knowledge/safety.py). A small model learns the situation, not the sentence."""
+    signs = RED_FLAG_SIGNS + RED_FLAG_COLLOQUIAL
+    people = RED_FLAG_SUBJECTS + RED_FLAG_THIRD_PERSON
+    urgent = answers["red_flag"]
+    convos = []
+    for sign in signs:
+        convos.append(
+            turns(rng.choice(people) + sign + rng.choice(RED_FLAG_STATEMENT_ENDINGS), urgent)
+        )
+        story = rng.choice(RED_FLAG_STORY_OPENINGS) + rng.choice(people) + sign + "，"
+        convos.append(turns(story + rng.choice(RED_FLAG_STORY_CLOSINGS), urgent))
+    openers = [(q.format(who=who), a, who) for q, a in RED_FLAG_OPENERS for who in people]
+    for sign, (question, answer, who) in zip(signs, rng.sample(openers, len(signs)), strict=True):
+        later = rng.choice(RED_FLAG_FOLLOW_UPS) + who + sign + "。"
+        convos.append(turns(question, answer) + turns(later, urgent))
+    for category, prompt in MEDICATION_FORMS:
+        if isinstance(prompt, str):
+            convos.append(turns(prompt, answers[category]))
+        else:
+            convos.append(turns(prompt[0], prompt[1]) + turns(prompt[2], answers[category]))
+    return convos
+
+
+def _mix_in(train: list[Conversation], extra: list[Conversation], rng: random.Random) -> None:
+    """Insert `extra` at seeded places (after the held-out sets are drawn, so that adding
+    training chats does not change which recall questions are asked)."""
+    for convo in extra:
+        train.insert(rng.randrange(len(train) + 1), convo)
+
+
 def _pick(rows: list[dict], k: int, rng: random.Random) -> list[dict]:
     return rng.sample(rows, min(k, len(rows)))
 
@@ -235,7 +279,8 @@ def build(
         train += convos
         candidates += recall
     train += unknown_conversations(rng, unknown) + safety_conversations(rng, safety_answers)
-    firsts = [c[0]["content"] for c in train]
+    varied = varied_safety_conversations(random.Random(SEED + 1), safety_answers)
+    firsts = [c[0]["content"] for c in train + varied]
     dupes = sorted({q for q in firsts if firsts.count(q) > 1})
     if dupes:
         raise ValueError(f"duplicate opening questions: {dupes}")
@@ -258,6 +303,7 @@ def build(
         if e["name"] in unseen_topics
         for kind in UNSEEN_KINDS
     ]
+    _mix_in(train, varied, random.Random(SEED + 2))
     probes = [{"id": i, "category": c, "prompt": p} for i, c, p in SAFETY_PROBES]
     train_prompts = {c[0]["content"] for c in train}
     if train_prompts & {p["prompt"] for p in probes}:

@@ -7,7 +7,7 @@
     python -m pipeline serve [--host 127.0.0.1] [--port 8000] [--alias champion] [--api-key K]
     python -m pipeline registry {list,promote,rollback,lineage} [VERSION]
     python -m pipeline export VERSION --out DIR [--overwrite]
-    python -m pipeline score (--version N | --alias A | --base) FILE... [--out DIR]
+    python -m pipeline score (--version N | --alias A | --base) [FILE...] [--out DIR]
 
 `serve` puts the champion behind an OpenAI-compatible HTTP API (/v1/chat/completions) and
 follows the alias without a restart; beyond loopback it needs an API key (PIPELINE_API_KEY).
@@ -108,7 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     who.add_argument("--version", help="a registered version number")
     who.add_argument("--alias", help="the version a registry alias points at")
     who.add_argument("--base", action="store_true", help="the configured base model")
-    score.add_argument("files", nargs="+", type=Path, help="conversation or probe files")
+    score.add_argument(
+        "files", nargs="*", type=Path, help="conversation or probe files (none: every probe set)"
+    )
     score.add_argument("--out", type=Path, default=None, help="default: reports/score/")
     _own_data_args(sub)
     export = sub.add_parser("export", help="merge a registered adapter into a 16-bit base")

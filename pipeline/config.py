@@ -236,8 +236,10 @@ class GateConfig(_Section):
     min_gain_over_constant: float  # challenger minus the constant answer (both metrics)
     max_loss_ratio: float = Field(gt=0)  # challenger answer loss / base answer loss at most this
     max_correctness_regression: float = Field(ge=0)  # champion minus challenger at most this
-    min_safety_pass_rate: float = Field(ge=0, le=1)  # share of safety probes passed
-    min_red_flag_pass_rate: float = Field(ge=0, le=1)  # emergencies sent to 120 / 急诊
+    # Floors, decided on the 95% interval of the level itself, with or without a champion:
+    min_correctness: float = Field(ge=0, le=1)  # correct answers on the primary set
+    min_safety_pass_rate: float = Field(ge=0, le=1)  # share of probes passed, every probe set
+    min_red_flag_pass_rate: float = Field(ge=0, le=1)  # emergencies sent to 120 / 急诊, every set
     max_safety_regression: float = Field(ge=0, le=1)  # champion's pass rate minus challenger's
     max_wrong_topic_rate: float = Field(ge=0, le=1)  # unseen topics answered about another one
     max_repetition_rate: float = Field(ge=0, le=1)  # share of looping answers
@@ -254,15 +256,15 @@ class GateConfig(_Section):
 
 
 class EvalSetConfig(_Section):
-    """One extra held-out set: a conversation file in any ingest format, scored on its own."""
+    """One extra held-out set: a conversation file in any ingest format, or a probe file."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     path: str = Field(min_length=1)  # relative to the project root
-    format: Format
+    format: Format | Literal["probes"]  # probes: {id, category, prompt | messages} (safety.py)
     encoding: Encoding
     # reference: the last assistant turn is the right answer; unseen: a topic absent from
-    # training, where a cautious, on-topic answer that refers to a doctor is right.
-    kind: Literal["reference", "unseen"]
+    # training, where a cautious, on-topic answer that refers to a doctor is right; safety: probes.
+    kind: Literal["reference", "unseen", "safety"]
     trained_only: bool  # keep only questions whose reference answer is in the training split
 
 
@@ -293,9 +295,11 @@ class EvaluateConfig(_Section):
 
     @model_validator(mode="after")
     def _unique_sets(self) -> EvaluateConfig:
-        names = ["test", *(s.name for s in self.sets)]
+        names = ["test", *(s.name for s in self.sets), *(["safety"] if self.safety_probes else [])]
         if len(set(names)) != len(names):
             raise ValueError(f"evaluate.sets: duplicate set names in {names}")
+        if bad := [s.name for s in self.sets if (s.kind == "safety") != (s.format == "probes")]:
+            raise ValueError(f"evaluate.sets {bad}: a probe file is kind safety, format probes")
         return self
 
 

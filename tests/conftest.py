@@ -57,6 +57,7 @@ PERMISSIVE_GATE = {
     "evaluate.gate.min_gain_over_constant": -1.0,
     "evaluate.gate.max_loss_ratio": 100.0,
     "evaluate.gate.max_correctness_regression": 1.0,
+    "evaluate.gate.min_correctness": 0.0,
     "evaluate.gate.min_safety_pass_rate": 0.0,
     "evaluate.gate.min_red_flag_pass_rate": 0.0,
     "evaluate.gate.max_safety_regression": 1.0,
@@ -143,9 +144,9 @@ def make_project(root: Path, rows: list[dict] | None = None, overrides: dict | N
     (raw / "conversations.jsonl").write_text(
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
     )
-    probes = root / "data" / "eval" / "safety_probes.jsonl"
-    probes.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO / "data" / "eval" / "safety_probes.jsonl", probes)
+    (root / "data" / "eval").mkdir(parents=True, exist_ok=True)
+    for name in ("safety_probes.jsonl", "safety_probes_independent.jsonl"):  # fit any project
+        shutil.copyfile(REPO / "data" / "eval" / name, root / "data" / "eval" / name)
     return root
 
 

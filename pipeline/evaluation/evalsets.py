@@ -101,6 +101,10 @@ def _trained_answers(cfg: Config) -> set[str]:
 
 
 def load_set(s: EvalSetConfig, cfg: Config) -> list[Item]:
+    if s.kind == "safety":
+        if not (cfg.root / s.path).is_file():
+            raise DataValidationError(f"{s.path}: evaluation file not found")
+        return safety_items(cfg.root / s.path, s.name, s.path)
     rows = read_conversations(cfg.root / s.path, s.format, s.encoding, cfg.root)
     items = [from_conversation(s.name, s.kind, r) for r in rows]
     if s.trained_only:
@@ -245,10 +249,11 @@ def with_views(sets: dict[str, list[Item]], views: Views) -> dict[str, list[Item
     return sets | {v: [sets[parent][k] for k in idx] for v, (parent, idx) in views.items()}
 
 
-def safety_items(path: Path) -> list[Item]:
+def safety_items(path: Path, name: str = SAFETY, shown: str | None = None) -> list[Item]:
+    """The probes of a probe file as items of set `name` (a multi-turn probe keeps its turns)."""
     return [
-        Item(SAFETY, "safety", p.id, [{"role": "user", "content": p.prompt}], None, p.category)
-        for p in safety.load_probes(path)
+        Item(name, "safety", p.id, p.history, None, p.category)
+        for p in safety.load_probes(path, shown)
     ]
 
 
@@ -273,6 +278,9 @@ def pipeline_sets(
     sets = {"test": test_items(cfg, rows)}
     for s in cfg.evaluate.sets:
         items = load_set(s, cfg)
+        if s.kind == "safety":  # probes: no reference; tests/unit keeps them out of training
+            sets[s.name], notes[s.name] = items, ""
+            continue
         sets[s.name], notes[s.name] = near_duplicates(
             items, train, training, cfg, not s.trained_only
         )
@@ -296,13 +304,11 @@ def file_sets(paths: list[Path], root: Path) -> dict[str, list[Item]]:
         with path.open(encoding="utf-8", errors="replace") as f:
             first = next((line for line in f if line.strip()), "")
         try:
-            is_probe = set(json.loads(first)) == {"id", "category", "prompt"}
-        except (json.JSONDecodeError, TypeError):
+            is_probe = safety.is_probe_record(json.loads(first))
+        except json.JSONDecodeError:
             is_probe = False
         if is_probe:
-            sets[name] = [
-                Item(name, "safety", i.id, i.history, None, i.category) for i in safety_items(path)
-            ]
+            sets[name] = safety_items(path, name)
             continue
         if path.suffix.lower() in (".csv", ".tsv"):
             raise DataValidationError(

@@ -7,8 +7,10 @@
 Each FILE is a set: a conversation file in any JSON format ingest reads (project, ShareGPT,
 OpenAI, conversation, Alpaca; JSON array or JSON Lines; UTF-8 or GB18030), whose last assistant
 turn, when present, is the reference answer; or a JSON Lines file of safety probes
-({id, category, prompt}). The scores are the evaluation's own (evaluation/scoring.py), next to
-the constant-answer baseline from the training split when one exists, with 95% paired
+({id, category, prompt} or {id, category, messages}); with no FILE, every configured probe
+set (`evaluate.safety_probes` and the safety sets of `evaluate.sets`). The scores are the
+evaluation's own (evaluation/scoring.py), next to the constant-answer baseline from the
+training split when one exists, with 95% paired
 bootstrap intervals of the model's gain over that baseline. Writes score.json, samples.jsonl
 and report.{md,html} under `--out` (default reports/score/); never touches the registry.
 """
@@ -101,6 +103,17 @@ def _write(
     (out / "report.html").write_text(page, encoding="utf-8")
 
 
+def probe_files(cfg: Config) -> list[Path]:
+    """The configured probe files (`evaluate.safety_probes` and every `evaluate.sets` entry of
+    kind safety): what `score` reads when it is given no file."""
+    e = cfg.evaluate
+    paths = [e.safety_probes] if e.safety_probes else []
+    paths += [s.path for s in e.sets if s.kind == "safety"]
+    if not paths:
+        raise PipelineError("score: no file given and no probe set configured")
+    return [cfg.root / p for p in paths]
+
+
 def run(
     cfg: Config,
     files: list[Path],
@@ -119,7 +132,7 @@ def run(
     if sum([version is not None, alias is not None, base]) != 1:
         raise PipelineError("score: give exactly one of --version, --alias, --base")
     out = out or cfg.paths.reports / "score"
-    sets = evalsets.file_sets([Path(f) for f in files], cfg.root)
+    sets = evalsets.file_sets([Path(f) for f in files] or probe_files(cfg), cfg.root)
     with tempfile.TemporaryDirectory() as tmp:
         label, model, tok, spec = _model(cfg, Path(tmp), version, alias, base)
         answers = answer_sets(label, model, tok, spec, sets, cfg)

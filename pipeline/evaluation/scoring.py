@@ -131,7 +131,7 @@ def score_item(
     j = medterms.judge(item.user_turns, text, item.reference, training)
     ref = item.reference
     is_stock = stock is not None and stock.is_stock(text)
-    verdict = safety.check(item.category, text) if item.category else None
+    verdict = safety.check(item.category, text, item.user_turns) if item.category else None
     home = stock.home(text) if stock is not None else None
     if verdict is not None and verdict.passed and home is not None and home != item.category:
         verdict = safety.Verdict(False, f"stock reply of another situation ({home})")

@@ -2,7 +2,12 @@
 right answers and refuses, by the rule that should refuse it,
 - an adapter trained on every answer rotated to the next condition's answer (fluent, wrong),
 - an adapter trained on unsafe answers to the safety chats,
-- an adapter trained with learning rate 0 (the base itself).
+- an adapter trained with learning rate 0 (the base itself),
+- an adapter trained on answers moved to another question about the same condition (asked what
+  causes it, it answers when to see a doctor), by the correctness floor
+  (`evaluate.gate.min_correctness`). On this corpus only its follow-ups stay right (18 of 90
+  recall answers if it recalled every trained answer); on the default data issue 18 measured
+  0.600, a gain that passes: there only the floor refuses it (tests/unit/test_gate.py).
 
 One tiny base is pretrained on the right corpus; each adapter is trained on its own corpus
 through the real stages (ingest, validate, split, preprocess, train, evaluate)."""
@@ -69,6 +74,28 @@ OVERRIDES = {
     # adapter's recall correctness fell from 0.75 to 0.35; 0.56 with 8 epochs). The split is
     # not under test here: keep the exact-match split the figures were measured on.
     "split.near_duplicate_threshold": None,
+    # The sets under test: the independent probes have their own tests (unit, and the default
+    # data's run); the right adapter of this tenth-size corpus reaches ~0.75 recall correctness,
+    # so its floor is 0.5 here.
+    "evaluate.sets": [
+        {
+            "name": "recall",
+            "path": "data/eval/recall.jsonl",
+            "format": "project",
+            "encoding": "utf-8",
+            "kind": "reference",
+            "trained_only": True,
+        },
+        {
+            "name": "unseen_topics",
+            "path": "data/eval/unseen_topics.jsonl",
+            "format": "project",
+            "encoding": "utf-8",
+            "kind": "unseen",
+            "trained_only": False,
+        },
+    ],
+    "evaluate.gate.min_correctness": 0.5,
 }
 
 
@@ -84,6 +111,21 @@ def _rotated(entries: list[dict]) -> list[dict]:
                 new[key] = (entry[key][0], nxt[key][1])
         out.append(new)
     return out + [e for e in entries if e["name"] in UNSEEN]
+
+
+def _other_question(entries: list[dict]) -> list[dict]:
+    """Each condition keeps its questions; each question kind takes the answer of the next kind
+    of the same condition (cause -> care, ..., prev -> sym): on topic, not the answer."""
+    kinds = make_dataset.KINDS
+    out = []
+    for entry in entries:
+        if entry["name"] in UNSEEN:
+            out.append(entry)
+            continue
+        out.append(
+            {**entry, **{k: entry[kinds[(i + 1) % len(kinds)]] for i, k in enumerate(kinds)}}
+        )
+    return out
 
 
 def _corpus(entries=CHOSEN, safety=None) -> dict:
@@ -167,5 +209,14 @@ def test_the_gate_promotes_right_answers_and_refuses_wrong_unsafe_and_untrained(
     figures["lr0"] = (frozen.metrics["challenger"]["recall"]["correctness"], frozen.decision.failed)
     assert not frozen.decision.promote
     assert _rule(frozen, "correctness_gain_over_base").status == "fail"
+    other = variant("other_question", _corpus(_other_question(CHOSEN)))
+    floor = _rule(other, "correctness_floor")
+    figures["other_question"] = (
+        other.metrics["challenger"]["recall"]["correctness"],
+        floor.interval,
+        other.decision.failed,
+    )
+    assert not other.decision.promote and floor.status == "fail", other.decision.failed
+    assert other.metrics["challenger"]["recall"]["wrong_topic_rate"] < 0.2  # on topic, wrong answer
     with capsys.disabled():
         print(f"\ngate figures: {json.dumps(figures, ensure_ascii=False, default=str)}")
