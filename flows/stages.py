@@ -36,6 +36,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+import pipeline
 from flows import shutdown, stagelog
 from pipeline import STAGES, results
 from pipeline.config import load_config
@@ -133,7 +134,8 @@ def run_stage(name: str, params_path: str, dvc: bool, force: bool, logger: Any) 
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"stage-{name}-") as tmp:
         result_file = Path(tmp) / "result.json"
-        code = _run_process(cmd, root, _env(result_file), f"stage {name}", logger, decision)
+        env = _env(result_file, dvc)
+        code = _run_process(cmd, root, env, f"stage {name}", logger, decision)
         output = results.read(result_file, name) if result_file.exists() else None
     if code != 0:
         raise results.StageFailed(decision.failure(cmd, code))
@@ -145,10 +147,15 @@ def run_stage(name: str, params_path: str, dvc: bool, force: bool, logger: Any) 
     return StageRun(name, False, "up to date", seconds)
 
 
-def _env(result_file: Path) -> dict[str, str]:
-    """The stage reports to `result_file`; dvc.yaml's `python` is the flow's interpreter."""
+def _env(result_file: Path, dvc: bool) -> dict[str, str]:
+    """The stage reports to `result_file`; dvc.yaml's `python` is the flow's interpreter.
+    Outside a DVC project the stage runs the flow's own copy of the pipeline code (in one,
+    the project's, as `dvc repro` does)."""
     env = results.output_env(result_file)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    if not dvc:
+        code = str(Path(pipeline.__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (code, env.get("PYTHONPATH")) if p)
     return env
 
 
