@@ -70,8 +70,10 @@ def _log_line(logger: Any, line: str) -> None:
     record = RECORD.match(line)
     if record:
         logger.log(logging.getLevelName(record["level"]), "%s", record["message"])
-    elif line.startswith("error: "):  # the CLI's one-line error (pipeline/__main__.py)
+    elif line.startswith(("error: ", "ERROR: ")):  # the CLI's one-line error, DVC's
         logger.error("%s", line)
+    elif line.startswith("WARNING: "):  # DVC's
+        logger.warning("%s", line)
     elif line.strip() and not DVC_HINTS.match(line):
         logger.info("%s", line)
 

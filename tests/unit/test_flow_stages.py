@@ -262,6 +262,7 @@ for _ in tqdm(range(50), desc="pretrain tiny-qwen", unit="step", mininterval=0):
     pass
 print("To track the changes with git, run:", flush=True)
 print("error: the stage failed", file=sys.stderr, flush=True)
+print("ERROR: failed to reproduce 'base': failed to run: python -m pipeline base, exited with 1")
 """
 
 
@@ -291,12 +292,13 @@ def test_a_stage_process_logs_and_progress_bars_reach_the_run_logger(tmp_path):
         (logging.WARNING, "base: a warning"),
         (logging.INFO, "Running stage 'base':"),  # DVC's own line, as is
     ]
-    bars = [m for _, m in records[3:-1]]
+    bars = [m for _, m in records[3:-2]]
     # the first status line and the finished one; the 49 in between are throttled
     assert len(bars) == 2, bars
     assert bars[0].startswith("pretrain tiny-qwen: 0% 0/50 ")
     assert bars[1].startswith("pretrain tiny-qwen: 100% 50/50 ")
-    assert records[-1] == (logging.ERROR, "error: the stage failed")  # DVC's git hint: dropped
+    assert records[-2] == (logging.ERROR, "error: the stage failed")  # DVC's git hint: dropped
+    assert records[-1][0] == logging.ERROR and records[-1][1].startswith("ERROR: failed to repro")
     assert "Running stage 'base':" in seen and not any("%|" in line for line in seen)
     assert "100%|" in terminal.read_text()  # the terminal still gets the bar itself
 
