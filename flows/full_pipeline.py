@@ -1,13 +1,14 @@
-"""The whole pipeline as a Prefect flow: the same stage functions as `dvc repro`, as tasks, in
-dvc.yaml's order, each only when DVC says it is stale (flows/stages.py).
+"""The whole pipeline as a Prefect flow: one task per stage, in dvc.yaml's order, each running
+`dvc repro --single-item <stage>` (flows/stages.py), so DVC decides what runs.
 
     python -m flows.full_pipeline [--force]
 
 Without PREFECT_API_URL, Prefect runs it on a temporary local server. Stage outputs are cached
 by DVC, not Prefect: on an up-to-date project the flow runs nothing, as `dvc repro` would, and
-every stage that runs is recorded in dvc.lock, so `dvc status` stays clean. No stage is retried
-(training is not transient). SIGTERM stops it within seconds (flows/shutdown.py); training
-resumes from its last checkpoint on the next run.
+DVC records every stage that runs in dvc.lock, so `dvc status` stays clean. `--force` runs
+every stage, as `dvc repro --force`. No stage is retried (training is not transient). SIGTERM
+stops it within seconds (flows/shutdown.py); training resumes from its last checkpoint on the
+next run.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from pipeline.errors import PipelineError
 
 @flow(name="qwen-medical-pipeline")
 def full_pipeline(params_path: str = "params.yaml", force: bool = False) -> list[StageRun]:
-    """Run the stale stages of dvc.yaml in order (every stage when `force`); a failing stage
-    fails the flow run. Returns what happened to each stage, with its result object."""
+    """Run dvc.yaml's stages in order through `dvc repro` (`--force` when `force`); a failing
+    stage fails the flow run. Returns what DVC did with each stage, with its result object."""
     return run_stages(
         params_path,
         force=force,

@@ -13,11 +13,12 @@ Deployed from prefect.yaml (`make deploy`: cron `0 2 * * *`, Asia/Shanghai, on t
    registered version, refused or not (a registry read: retried). All equal: the run completes
    as "skipped: data, params and code unchanged since version N" and trains nothing; otherwise
    the reason names what changed ("params changed since version N").
-3. Otherwise the stages of `pipeline.STAGES` (dvc.yaml's order) that DVC says are stale run as
-   in flows.full_pipeline (flows/stages.py: one loop for both flows), each recorded in dvc.lock,
-   inside the global concurrency limit `qwen-medical-training` (one training at a time; a limit
-   missing on the server is skipped, never waited for). Stages are never retried: training is
-   not a transient failure.
+3. Otherwise the stages of `pipeline.STAGES` (dvc.yaml's order) run through `dvc repro` as in
+   flows.full_pipeline (flows/stages.py: one loop for both flows; DVC runs the stale ones and
+   records them in dvc.lock), inside the global concurrency limit `qwen-medical-training` (one
+   training at a time; a limit missing on the server is skipped, never waited for). `--force`
+   skips the change detection and runs every stage, as `dvc repro --force`. Stages are never
+   retried: training is not a transient failure.
 4. With `evaluate.gate.require_approval`, a version that passed the gate is registered without
    moving `champion`; the flow then pauses (outside the training limit), shows the evaluation
    report as the artifact `approval-request` and waits up to `approval_timeout_s` for an
@@ -185,12 +186,14 @@ def _outcome(message: str, details: dict[str, Any]) -> None:
 AFTER_STAGE = {"validate": attach_validation, "evaluate": attach_report}
 
 
-def run_stages(params_path: str) -> list[stages.StageRun]:
-    """The stale stages in dvc.yaml's order (flows/stages.py); a failed registration is rolled
-    back, a failed validation says which conversations broke which rule."""
+def run_stages(params_path: str, force: bool = False) -> list[stages.StageRun]:
+    """The stages in dvc.yaml's order through `dvc repro` (flows/stages.py; every one when
+    `force`, as `dvc repro --force`); a failed registration is rolled back, a failed
+    validation says which conversations broke which rule."""
     before = registry_snapshot(params_path)
     return stages.run_stages(
         params_path,
+        force=force,
         after=AFTER_STAGE,
         on_failure={
             "validate": attach_validation,
@@ -290,14 +293,14 @@ def nightly_retrain(
     logger.info("training: %s (%s)", reason, ", ".join(f"{k} {v[:12]}" for k, v in current.items()))
     try:
         with concurrency(training_limit, occupy=1, timeout_seconds=limit_timeout_s, strict=False):
-            runs = run_stages(params_path)
+            runs = run_stages(params_path, force)
     except Exception as exc:
         _outcome(f"failed: {type(exc).__name__}", {"reason": str(exc)[:2000]})
         raise
     ran = [r.stage for r in runs if r.ran] or ["none"]
     registration = _registered(runs)
     if registration is None:
-        message = f"{reason}: nothing registered (dvc status: register up to date)"
+        message = f"{reason}: nothing registered (dvc repro: register up to date)"
         _outcome(message, {**current, "stages run": ", ".join(ran)})
         return Completed(message=message, data={"status": "up to date", "ran": ran})
     promoted = registration.promoted
@@ -320,7 +323,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m flows.nightly")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data-sync", default="none", choices=["none", "pull", "update"])
-    parser.add_argument("--force", action="store_true", help="train even if nothing changed")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="train even if nothing changed: every stage runs, as `dvc repro --force`",
+    )
     args = parser.parse_args()
     prepare_process()
     state = nightly_retrain(args.params, args.data_sync, args.force, return_state=True)

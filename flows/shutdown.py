@@ -14,6 +14,10 @@ interrupted and arms a watchdog that ends the process `GRACE_S` seconds later wh
 pending, and `exit_on_signal()` (the entry points' main) turns the re-sent signal into
 `SystemExit(128 + signal)`, so that atexit stops the temporary server. Prefect's own handler is
 left in place: a worker's cancellation still reaches the run as a cancellation.
+
+A stage runs in a child process group of its own (`dvc repro` and the stage's command under
+it), which a signal to the flow process alone would not reach: `stop_child` passes the signal
+on to that group and kills what is left of it after `CHILD_GRACE_S`, within the flow's grace.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -28,6 +33,7 @@ from collections.abc import Iterator
 from prefect.exceptions import TerminationSignal
 
 GRACE_S = 10.0  # time for Prefect to report the run as Crashed to a server that still answers
+CHILD_GRACE_S = 4.0  # time for a stage's process group to end on SIGTERM before SIGKILL
 _armed = threading.Event()
 
 
@@ -74,6 +80,30 @@ def on_signal(what: str) -> Iterator[None]:
     except KeyboardInterrupt:
         stopping(what, signal.SIGINT)
         raise
+
+
+def stop_child(process: subprocess.Popen, what: str, signum: int) -> None:
+    """Announce the stop, pass `signum` on to the child's process group (started with
+    start_new_session) and kill the group if it has not ended within CHILD_GRACE_S."""
+    stopping(what, signum)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
+    try:
+        process.wait(timeout=CHILD_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):  # the group may outlive its leader
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def signal_of(exc: BaseException) -> int | None:
+    """The signal an interruption stands for: Prefect's TerminationSignal or Ctrl-C."""
+    if isinstance(exc, TerminationSignal):
+        return exc.signal
+    if isinstance(exc, KeyboardInterrupt):
+        return signal.SIGINT
+    return None
 
 
 def _exit_now(code: int) -> None:

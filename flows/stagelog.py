@@ -1,24 +1,30 @@
 """A stage's own log lines and progress bars in the Prefect run log.
 
-The stage code (pipeline/) logs through `logging.getLogger("pipeline.<stage>")` and draws tqdm
-bars on stderr (pretraining, training, generation), neither of which Prefect records. While a
-stage runs, `stage_logs` forwards
+The flows run each stage in a child process (`dvc repro`, which runs `python -m pipeline
+<stage>`), whose stdout and stderr arrive on one pipe. `forward` reads that pipe until the child
+closes it and logs to the task run's logger
 
-- every record of the `pipeline` loggers (INFO and up) to the task run's logger, and
-- the progress bars written to stderr, one line per bar every `every_s` seconds and at 100%
+- every line: the pipeline's own records (`2026-12-06 07:50:01,234 INFO pipeline.training.train:
+  train: resuming from checkpoint-40`) as their message at their level, DVC's lines (`Running
+  stage 'train':`, `> python -m pipeline train`) as they are, minus its hints about git and
+  `dvc push`;
+- the tqdm progress bars, one line per bar every `every_s` seconds and at 100%
   (`pretrain tiny-qwen: 39% 79/204 [00:27<00:35, 3.54step/s, loss=5.536]`); the terminal
   still gets the bars themselves.
+
+`watch`, when given, sees every line (not the bars) as it arrives: the flows read DVC's decision
+for the stage from it.
 """
 
 from __future__ import annotations
 
-import contextlib
+import codecs
 import logging
+import os
 import re
 import sys
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 # tqdm's status line: "desc: 39%|███▊      | 79/204 [00:27<00:35,  3.54step/s, loss=5.536]"
@@ -26,39 +32,28 @@ BAR = re.compile(
     r"^\s*(?P<desc>.*?)(?::\s*)?(?P<pct>\d{1,3})%\|[^|]*\|\s*"
     r"(?P<rest>(?P<n>\d+)/(?P<total>\d+).*?)\s*$"
 )
+# The format `python -m pipeline` logs with (pipeline/__main__.py).
+RECORD = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
+    r"(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) (?P<name>[\w.]+): (?P<message>.*)$"
+)
+# What DVC prints for a person at a terminal after each stage: not news in a run log.
+DVC_HINTS = re.compile(
+    r"^(To track the changes with git, run:|To enable auto staging, run:|\s+git add .*"
+    r"|\s+dvc config core\.autostage true|Use `dvc push` to send your updates to remote storage\."
+    r"|Data and pipelines are up to date\.)$"
+)
 
 
-class _Forward(logging.Handler):
-    def __init__(self, logger: Any):
-        super().__init__(logging.INFO)
-        self.logger = logger
+class ProgressLines:
+    """Turns tqdm's status lines into log lines, throttled per bar description."""
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.logger.log(record.levelno, "%s", record.getMessage(), exc_info=record.exc_info)
+    def __init__(self, every_s: float):
+        self.every_s = every_s
+        self._last: dict[str, tuple[float, bool]] = {}  # desc -> (time, finished) of last line
 
-
-class ProgressTee:
-    """A stand-in for sys.stderr: writes through, and logs tqdm status lines, throttled per bar
-    description. tqdm writes each update as one `write("\\r" + line)` call."""
-
-    def __init__(self, stream: Any, logger: Any, every_s: float):
-        self.stream, self.logger, self.every_s = stream, logger, every_s
-        self._last: dict[str, tuple[float, bool]] = {}  # desc -> (time, finished) of the last line
-        self._lock = threading.Lock()
-
-    def write(self, text: str) -> int:
-        written = self.stream.write(text)
-        lines = []
-        with self._lock:
-            for piece in re.split(r"[\r\n]", text):
-                line = self._progress_line(piece)
-                if line:
-                    lines.append(line)
-        for line in lines:  # outside the lock: the logger may write to stderr (this object)
-            self.logger.info("%s", line)
-        return written
-
-    def _progress_line(self, piece: str) -> str | None:
+    def line(self, piece: str) -> str | None:
+        """The log line for a status line that is due; None when it is not a bar or not due."""
         match = BAR.match(piece)
         if not match:
             return None
@@ -66,32 +61,53 @@ class ProgressTee:
         now = time.monotonic()
         last_time, last_done = self._last.get(desc, (float("-inf"), False))
         if not (done and not last_done) and now - last_time < self.every_s:
-            return None
+            return ""
         self._last[desc] = (now, done)
         return f"{desc + ': ' if desc else 'progress: '}{match['pct']}% {match['rest']}"
 
-    def flush(self) -> None:
-        self.stream.flush()
 
-    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...
-        return getattr(self.stream, name)
+def _log_line(logger: Any, line: str) -> None:
+    record = RECORD.match(line)
+    if record:
+        logger.log(logging.getLevelName(record["level"]), "%s", record["message"])
+    elif line.startswith(("error: ", "ERROR: ")):  # the CLI's one-line error, DVC's
+        logger.error("%s", line)
+    elif line.startswith("WARNING: "):  # DVC's
+        logger.warning("%s", line)
+    elif line.strip() and not DVC_HINTS.match(line):
+        logger.info("%s", line)
 
 
-@contextlib.contextmanager
-def stage_logs(logger: Any, every_s: float = 10.0) -> Iterator[None]:
-    """Forward the `pipeline` loggers and stderr progress bars to `logger` while the block runs."""
-    package = logging.getLogger("pipeline")
-    handler = _Forward(logger)
-    saved = package.level, package.propagate
-    package.addHandler(handler)
-    package.setLevel(logging.INFO)
-    package.propagate = False  # the run logger prints to the console itself: no second copy
-    original = sys.stderr
-    sys.stderr = ProgressTee(original, logger, every_s)
-    try:
-        yield
-    finally:
-        sys.stderr = original
-        package.removeHandler(handler)
-        package.setLevel(saved[0])
-        package.propagate = saved[1]
+def forward(
+    fd: int,
+    logger: Any,
+    every_s: float = 10.0,
+    watch: Callable[[str], None] | None = None,
+    terminal: Any = None,
+) -> None:
+    """Log what the child writes to the pipe `fd` until it closes it (see the module doc)."""
+    terminal = terminal or sys.stderr
+    bars = ProgressLines(every_s)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending = ""
+    while True:
+        chunk = os.read(fd, 65536)
+        pending += decoder.decode(chunk, final=not chunk)
+        # tqdm redraws with "\r"; a piece is complete once the next separator arrived
+        *pieces, pending = re.split(r"(?<=[\r\n])", pending)
+        if not chunk and pending:
+            pieces, pending = [*pieces, pending], ""
+        for piece in pieces:
+            text = piece.rstrip("\r\n")
+            progress = bars.line(text)
+            if progress is None:
+                _log_line(logger, text)
+                if watch:
+                    watch(text)
+                continue
+            terminal.write("\r" + text + ("\n" if piece.endswith("\n") else ""))
+            terminal.flush()
+            if progress:
+                logger.info("%s", progress)
+        if not chunk:
+            return

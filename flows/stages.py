@@ -1,24 +1,34 @@
-"""One stage loop for both flows: a stage runs only when DVC says it is stale, and is recorded in
-dvc.lock after it ran, so a flow run and `dvc repro` take the same decisions.
+"""One stage loop for both flows, on DVC's own executor: each stage of `pipeline.STAGES`
+(dvc.yaml's order) is a Prefect task that runs `dvc repro --single-item <stage>` (`--force`
+too when forced, as `dvc repro --force`), so a flow run and `dvc repro` take the same decisions
+by construction, and DVC itself records each stage in dvc.lock and its outputs in .dvc/cache.
 
-For each stage of `pipeline.STAGES` (dvc.yaml's order) the loop asks DVC, just before the stage
-would run and after the stages upstream of it have run and been recorded, whether it changed
-(`Repo.status(targets=[stage])`, what `dvc status <stage>` prints): the check `dvc repro`
-makes. An up-to-date stage is skipped with one log line; a stale one is restored from DVC's
-run-cache when `dvc repro` would restore it, else runs `pipeline.<stage>.run(cfg)` as a Prefect
-task (its own log lines and progress bars in the run's log, see flows/stagelog.py); either way
-it is then recorded as `dvc repro` records it (deps, params and outs hashes into dvc.lock,
-cached outs into .dvc/cache). Outside a DVC project
-(no dvc.yaml + .dvc/) every stage runs and nothing is recorded. `force` runs every stage, as
-`dvc repro --force` does.
+The task
+- asks DVC what changed (`dvc status <stage>`), for the log line that says why the stage runs;
+- starts `dvc repro` in a process group of its own and streams its output (DVC's lines, the
+  stage's own log lines and progress bars) into the task run's log (flows/stagelog.py);
+  SIGTERM or Ctrl-C reaches that group too (flows/shutdown.py);
+- takes DVC's decision from what it printed: ran ("Running stage"), up to date ("didn't
+  change, skipping", logged as skipped) or restored from DVC's run-cache ("is cached");
+- hands on the stage's result: `python -m pipeline <stage>` writes what `run(cfg)` returned,
+  or its typed error, to the file PIPELINE_RESULT names (pipeline/results.py); the task raises
+  that error again, and `StageRun.result` is the result object.
+
+Outside a DVC project (no dvc.yaml + .dvc/) the task runs `python -m pipeline -p PARAMS <stage>`
+instead: every stage runs and nothing is recorded.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
-import importlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +36,9 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows import shutdown
-from flows.stagelog import stage_logs
-from pipeline import STAGE_MODULES, STAGES
+import pipeline
+from flows import shutdown, stagelog
+from pipeline import STAGES, results
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
 
@@ -37,14 +47,19 @@ Hook = Callable[[str], None]  # called with the params path
 
 @dataclass(frozen=True)
 class StageRun:
-    """What the loop did with one stage. `result` is the object the stage's `run` returned, as
-    is (None when the stage was skipped)."""
+    """What DVC did with one stage. `output` is the stage's result as the stage process wrote
+    it (None when it did not run); `result` is that object as the stage's `run` returned it."""
 
     stage: str
     ran: bool
-    reason: str  # why it ran (DVC's changes, "forced", ...) or "up to date"
+    reason: str  # why it ran (DVC's changes, "forced", ...), "up to date", "restored ..."
     seconds: float
-    result: Any = None
+    output: Any = None
+
+    @property
+    def result(self) -> Any:
+        """The stage's result dataclass (decoding imports the stage's module: train's, torch)."""
+        return None if self.output is None else results.decode(self.stage, self.output)
 
 
 def is_dvc_project(root: Path) -> bool:
@@ -52,8 +67,8 @@ def is_dvc_project(root: Path) -> bool:
 
 
 def stale_reason(root: Path, stage: str) -> str | None:
-    """DVC's own verdict on one stage: None when up to date, else what changed, in one line
-    (`changed deps: params.yaml (tiny modified)`)."""
+    """DVC's own account of one stage: None when up to date, else what changed, in one line
+    (`changed deps: params.yaml (tiny modified)`), as `dvc status <stage>` prints it."""
     from dvc.repo import Repo
 
     with contextlib.chdir(root), Repo(str(root)) as repo:  # DVC resolves targets from the cwd
@@ -78,60 +93,99 @@ def _describe(entries: list[Any]) -> str:
     return "; ".join(parts)
 
 
-@contextlib.contextmanager
-def _stage(root: Path, name: str) -> Iterator[Any]:
-    """One stage of the project's dvc.yaml, under DVC's repository lock."""
-    from dvc.repo import Repo
-
-    with contextlib.chdir(root), Repo(str(root)) as repo, repo.lock:
-        [stage] = repo.stage.collect(name)
-        yield stage
+def command(name: str, params_path: str, dvc: bool, force: bool) -> list[str]:
+    """What the task runs for one stage."""
+    if not dvc:
+        return [sys.executable, "-m", "pipeline", "-p", str(params_path), name]
+    return [sys.executable, "-m", "dvc", "repro", "--single-item", *(["--force"] * force), name]
 
 
-def restore_from_run_cache(root: Path, name: str) -> bool:
-    """`dvc repro`'s shortcut: a stale stage that already ran with these very deps, params and
-    command gets its outputs back from DVC's run-cache instead of running again."""
-    from dvc.stage.cache import RunCacheNotFoundError
+class _Decision:
+    """DVC's decision about one stage, from the lines `dvc repro` printed."""
 
-    with _stage(root, name) as stage:
-        try:
-            stage.repo.stage_cache.restore(stage)
-        except RunCacheNotFoundError:
-            return False
-    return True
+    def __init__(self, name: str, reason: str, logger: Any):
+        self.name, self.reason, self.logger = name, reason, logger
+        self.kind: str | None = None  # "ran" | "skipped" | "restored"
+        self.tail: collections.deque[str] = collections.deque(maxlen=30)
 
+    def __call__(self, line: str) -> None:
+        self.tail.append(line)
+        if line == f"Running stage '{self.name}':":
+            self.kind = "ran"
+            self.logger.info("stage %s: started (%s)", self.name, self.reason)
+        elif line == f"Stage '{self.name}' didn't change, skipping":
+            self.kind = "skipped"
+        elif line.startswith(f"Stage '{self.name}' is cached - skipping run"):
+            self.kind = "restored"
 
-def record(root: Path, name: str) -> None:
-    """Record a stage that just ran (or was restored) as `dvc repro` does after running its
-    command: hashes into dvc.lock, cached outs into .dvc/cache, and a run-cache entry only when
-    every output is cached (a stage with side effects, like register, is never replayed)."""
-    with _stage(root, name) as stage:
-        uncached = any(
-            not out.use_cache for out in stage.outs if not (out.is_metric or out.is_plot)
-        )
-        stage.save(run_cache=not uncached)
-        stage.commit()
-        stage.dvcfile.dump_stages([stage], update_pipeline=False)
+    def failure(self, cmd: list[str], code: int) -> str:
+        said = [ln for ln in self.tail if ln.startswith("ERROR")] or list(self.tail)[-3:]
+        return f"stage {self.name}: `{' '.join(cmd[1:])}` exited with {code}: " + " | ".join(said)
 
 
-def stage_function(name: str) -> Callable[[Any], Any]:
-    """The stage module's `run`: the function `python -m pipeline <name>` (dvc.yaml's cmd) calls."""
-    return importlib.import_module(STAGE_MODULES[name]).run
+def run_stage(name: str, params_path: str, dvc: bool, force: bool, logger: Any) -> StageRun:
+    """Run one stage as DVC decides (see the module doc); raises the stage's typed error."""
+    root = load_config(params_path).root
+    reason = "forced" if force else (stale_reason(root, name) or "dvc repro") if dvc else ""
+    decision = _Decision(name, reason or "no DVC project", logger)
+    cmd = command(name, params_path, dvc, force)
+    if not dvc:
+        decision(f"Running stage '{name}':")
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f"stage-{name}-") as tmp:
+        result_file = Path(tmp) / "result.json"
+        env = _env(result_file, dvc)
+        code = _run_process(cmd, root, env, f"stage {name}", logger, decision)
+        output = results.read(result_file, name) if result_file.exists() else None
+    if code != 0:
+        raise results.StageFailed(decision.failure(cmd, code))
+    seconds = round(time.monotonic() - start, 1)
+    if decision.kind == "ran" or output is not None:
+        return StageRun(name, True, decision.reason, seconds, output)
+    if decision.kind == "restored":
+        return StageRun(name, False, f"restored from run-cache ({decision.reason})", seconds)
+    return StageRun(name, False, "up to date", seconds)
+
+
+def _env(result_file: Path, dvc: bool) -> dict[str, str]:
+    """The stage reports to `result_file`; dvc.yaml's `python` is the flow's interpreter.
+    Outside a DVC project the stage runs the flow's own copy of the pipeline code (in one,
+    the project's, as `dvc repro` does)."""
+    env = results.output_env(result_file)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    if not dvc:
+        code = str(Path(pipeline.__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (code, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _run_process(cmd: list[str], root: Path, env: dict, what: str, logger: Any, watch) -> int:
+    process = subprocess.Popen(
+        cmd,
+        cwd=root,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own group: the signal handling below decides its end
+    )
+    try:
+        stagelog.forward(process.stdout.fileno(), logger, watch=watch)
+        return process.wait()
+    except BaseException as exc:
+        shutdown.stop_child(process, what, shutdown.signal_of(exc) or signal.SIGTERM)
+        raise
+    finally:
+        process.stdout.close()
 
 
 def stage_task(name: str):
-    """A Prefect task running `pipeline.<name>.run(cfg)`, then recording it in dvc.lock when
-    `dvc`; it returns the stage's result object as is."""
+    """A Prefect task running one stage as DVC decides; it returns a StageRun."""
 
-    def run_stage(params_path: str, dvc: bool) -> Any:
-        cfg = load_config(params_path)
-        with shutdown.on_signal(f"stage {name}"), stage_logs(get_run_logger()):
-            result = stage_function(name)(cfg)
-        if dvc:
-            record(cfg.root, name)
-        return result
+    def run_one(params_path: str, dvc: bool, force: bool) -> StageRun:
+        return run_stage(name, params_path, dvc, force, get_run_logger())
 
-    return task(run_stage, name=name, cache_policy=NO_CACHE, retries=0)
+    return task(run_one, name=name, cache_policy=NO_CACHE, retries=0)
 
 
 def _check_params(params_path: str, root: Path) -> None:
@@ -149,9 +203,9 @@ def run_stages(
     after: Mapping[str, Hook] | None = None,
     on_failure: Mapping[str, Hook] | None = None,
 ) -> list[StageRun]:
-    """Every stage in dvc.yaml's order, each run only when DVC says it is stale (every one when
-    `force`). `after[stage]` is called after the stage ran or was skipped, `on_failure[stage]`
-    when it raised (then the exception propagates and no later stage runs)."""
+    """Every stage in dvc.yaml's order through `dvc repro` (`--force` when `force`).
+    `after[stage]` is called after the stage ran or was skipped, `on_failure[stage]` when it
+    raised (then the exception propagates and no later stage runs)."""
     logger = get_run_logger()
     root = load_config(params_path).root
     dvc = is_dvc_project(root)
@@ -161,28 +215,18 @@ def run_stages(
         logger.info("%s is not a DVC project (no dvc.yaml + .dvc/): every stage runs", root)
     runs = []
     for name in STAGES:
-        reason = "forced" if force else stale_reason(root, name) if dvc else "no DVC project"
-        if reason is None:
-            logger.info("stage %s: up to date (dvc status), skipped", name)
-            runs.append(StageRun(name, False, "up to date", 0.0))
-        elif dvc and not force and restore_from_run_cache(root, name):
-            record(root, name)
-            logger.info("stage %s: restored from DVC's run-cache (%s), not run", name, reason)
-            runs.append(StageRun(name, False, f"restored from run-cache ({reason})", 0.0))
-        else:
-            runs.append(_run_one(name, reason, params_path, dvc, (on_failure or {}).get(name)))
+        runs.append(_run_one(name, params_path, dvc, force, (on_failure or {}).get(name)))
         if name in (after or {}):
             after[name](params_path)
     return runs
 
 
-def _run_one(name: str, reason: str, params_path: str, dvc: bool, on_failure: Hook | None):
+def _run_one(name: str, params_path: str, dvc: bool, force: bool, on_failure: Hook | None):
     logger = get_run_logger()
-    logger.info("stage %s: started (%s)", name, reason)
     start = time.monotonic()
     try:
         with shutdown.on_signal(f"stage {name}"):
-            result = stage_task(name)(params_path, dvc)
+            run = stage_task(name)(params_path, dvc, force)
     except BaseException as exc:
         logger.error(
             "stage %s: failed after %.1f s: %s", name, time.monotonic() - start, _one_line(exc)
@@ -190,9 +234,13 @@ def _run_one(name: str, reason: str, params_path: str, dvc: bool, on_failure: Ho
         if on_failure and isinstance(exc, Exception):
             on_failure(params_path)
         raise
-    seconds = time.monotonic() - start
-    logger.info("stage %s: done in %.1f s", name, seconds)
-    return StageRun(name, True, reason, round(seconds, 1), result)
+    if run.ran:
+        logger.info("stage %s: done in %.1f s", name, run.seconds)
+    elif run.reason == "up to date":
+        logger.info("stage %s: up to date (dvc repro), skipped", name)
+    else:
+        logger.info("stage %s: %s, not run", name, run.reason)
+    return run
 
 
 def _one_line(exc: BaseException) -> str:

@@ -33,7 +33,7 @@ from pathlib import Path  # noqa: E402
 
 import yaml  # noqa: E402
 
-from pipeline import STAGE_MODULES, STAGES  # noqa: E402
+from pipeline import STAGE_MODULES, STAGES, results  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.errors import (  # noqa: E402
     ConfigError,
@@ -195,7 +195,8 @@ def _overrides(pairs: list[str]) -> dict[str, object]:
     return out
 
 
-def _dispatch(args: argparse.Namespace) -> None:
+def _dispatch(args: argparse.Namespace) -> object:
+    """Run the command; a stage's result object is returned."""
     if args.command == "chat":
         from pipeline.serving.chat import check_question
 
@@ -246,7 +247,8 @@ def _dispatch(args: argparse.Namespace) -> None:
     elif args.command == "validate" and args.files:
         _check_files(cfg, args)
     else:
-        importlib.import_module(STAGE_MODULES[args.command]).run(cfg)
+        return importlib.import_module(STAGE_MODULES[args.command]).run(cfg)
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -257,10 +259,14 @@ def main(argv: list[str] | None = None) -> None:
     for noisy in ("great_expectations", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = _parser().parse_args(argv)
+    # The flows run stages through `dvc repro` and read the result object from this file.
+    report_to = os.environ.get(results.ENV) if args.command in STAGES else None
     try:
-        _dispatch(args)
+        result = _dispatch(args)
     except Exception as exc:  # noqa: BLE001 - every error leaves as one line and its code
         code, text = _one_line(exc)
+        if report_to:
+            results.write_error(Path(report_to), code, type(exc).__name__, text)
         if code == INTERNAL and os.environ.get("PIPELINE_TRACEBACK"):
             raise
         print(f"error: {text}", file=sys.stderr)
@@ -268,6 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         raise SystemExit(INTERRUPTED) from None
+    if report_to and result is not None:
+        results.write_result(Path(report_to), result)
 
 
 def _one_line(exc: Exception) -> tuple[int, str]:

@@ -1,10 +1,11 @@
 """Human sign-off (`evaluate.gate.require_approval: true`) on a real `prefect server`.
 
 `dvc repro` alone registers a version that passed the gate without moving `champion` and says
-so. The nightly flow, run as `python -m flows.nightly --force` against the server, registers the
-next version (only `register` is stale: its report was removed), pauses with the evaluation
-report as an artifact, and waits for an `Approval`: approve moves `champion`; reject, and no
-answer within `approval_timeout_s` (15 s here), leave it where it was.
+so. The nightly flow, run as `python -m flows.nightly` against the server after a `serve` param
+changed (the params fingerprint differs from the latest version's; no stage depends on it),
+registers the next version (only `register` is stale: its report was removed), pauses with the
+evaluation report as an artifact, and waits for an `Approval`: approve moves `champion`;
+reject, and no answer within `approval_timeout_s` (15 s here), leave it where it was.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipeline.config import load_config
 from tests.e2e import flow_project, servers
@@ -65,9 +67,12 @@ def _paused_run(api: Prefect, log: Path, proc: subprocess.Popen):
 
 def _nightly(root: Path, tmp: Path, api_url: str, name: str) -> tuple[subprocess.Popen, Path]:
     (root / "reports" / "registration.json").unlink()  # register is stale; nothing else is
+    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    params["serve"]["reload_interval_s"] += 1  # a new params fingerprint: the nightly retrains
+    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), "utf-8")
     environ = flow_project.flow_env(root, tmp, PREFECT_API_URL=api_url)
     log = tmp / f"{name}.log"
-    return flow_project.start("flows.nightly", root, environ, log, "--force"), log
+    return flow_project.start("flows.nightly", root, environ, log), log
 
 
 def test_approve_reject_and_timeout(flow_built, tmp_path):
@@ -102,7 +107,8 @@ def test_approve_reject_and_timeout(flow_built, tmp_path):
         run, text = decide("approve", {"approve": True, "reviewer": "dr-li", "comment": "ok"})
         assert run.state.is_completed(), text[-4000:]
         assert run.state.message == (
-            "trained (forced): registered version 2, promoted to champion, approved by dr-li: ok"
+            "trained (params changed since version 1): registered version 2, promoted to "
+            "champion, approved by dr-li: ok"
         )
         assert _aliases(cfg)["champion"] == "2"
         assert _tag(cfg, 2, "approval") == "approved by dr-li: ok"
@@ -110,7 +116,7 @@ def test_approve_reject_and_timeout(flow_built, tmp_path):
         assert "# Evaluation report" in artifacts["approval-request"].data
         logs = api.logs(run.id)
         assert "stage register: started (changed outs: reports/registration.json deleted)" in logs
-        assert "stage train: up to date (dvc status), skipped" in logs
+        assert "stage train: up to date (dvc repro), skipped" in logs
         # register's own log line, forwarded into the run's log
         assert "version 2 passed the gate; champion NOT moved" in logs
 

@@ -80,9 +80,9 @@ def fake_stages(monkeypatch):
     calls: list = []
 
     def stage_task(name):
-        def run(params, record):
+        def run(params, dvc, force):
             calls.append((name, Path(params).name))
-            return {"stage": name}
+            return stages.StageRun(name, True, "no DVC project", 0.0, {"stage": name})
 
         return run
 
@@ -105,8 +105,8 @@ def test_flow_runs_the_stage_functions_in_dvc_order(monkeypatch, fake_stages, pr
     assert [c for c in calls if c[0] not in attached] == [(name, "params.yaml") for name in DVC]
     assert calls.index(("attach_validation", params)) == list(DVC).index("validate") + 1
     assert calls.index(("attach_report", params)) == list(DVC).index("evaluate") + 2
-    # the stages' own results, as they returned them
-    assert [(r.stage, r.ran, r.result) for r in runs] == [(n, True, {"stage": n}) for n in DVC]
+    # the stages' own results, as their processes reported them
+    assert [(r.stage, r.ran, r.output) for r in runs] == [(n, True, {"stage": n}) for n in DVC]
 
 
 def test_flow_attaches_the_validation_report_even_when_validation_fails(
@@ -118,10 +118,11 @@ def test_flow_attaches_the_validation_report_even_when_validation_fails(
     calls = []
 
     def failing(name):
-        def run(params, record):
+        def run(params, dvc, force):
             if name == "validate":
                 raise RuntimeError("validation failed")
             calls.append(name)
+            return stages.StageRun(name, True, "no DVC project", 0.0)
 
         return run
 
@@ -168,7 +169,7 @@ def test_nightly_flow_runs_every_stage_in_dvc_order_and_attaches_artifacts(
         {n: (lambda m: lambda p: calls.append(f"after {m}"))(n) for n in nightly.AFTER_STAGE},
     )
     runs = nightly.run_stages(str(project / "params.yaml"))
-    assert nightly._registered(runs) == {"stage": "register"}
+    assert [r for r in runs if r.stage == "register"][0].output == {"stage": "register"}
     names = [c if isinstance(c, str) else c[0] for c in calls]
     assert [n for n in names if not n.startswith("after ")] == list(DVC)
     assert names.index("after validate") == names.index("validate") + 1
@@ -181,9 +182,10 @@ def test_nightly_undoes_a_failed_registration(monkeypatch, fake_stages, project)
     undone = []
 
     def stage(name):
-        def run(p, record):
+        def run(p, dvc, force):
             if name == "register":
                 raise RuntimeError("registry went away")
+            return stages.StageRun(name, True, "no DVC project", 0.0)
 
         return run
 
