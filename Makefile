@@ -10,8 +10,10 @@
 # make prefect-worker  - a process worker on the WORK_POOL work pool
 # make deploy          - create the work pool and the training concurrency limit, deploy prefect.yaml
 # make nightly         - trigger one run of the nightly deployment now
+# make team-up         - a team's stack on loopback under .team/ (docs/team.md); then `. .team/env`
+# make team-down       - stop what team-up started (the data stays)
 .PHONY: install run test chat serve lint clean-outputs mlflow-server prefect-server prefect-worker \
-	deploy nightly
+	deploy nightly team-up team-down
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -33,7 +35,7 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,team]"
 	@touch $@
 
 run: install
@@ -49,7 +51,7 @@ serve: install
 	$(BIN)/python -m pipeline serve
 
 lint: install
-	$(BIN)/ruff check pipeline flows tests benchmarks
+	$(BIN)/ruff check pipeline flows tests benchmarks team
 
 mlflow-server: install
 	@mkdir -p mlflow/server-artifacts
@@ -73,3 +75,9 @@ deploy: install
 
 nightly: install
 	$(PREFECT_CLIENT) deployment run $(DEPLOYMENT)
+
+team-up: install
+	$(BIN)/python -m team up
+
+team-down:
+	$(BIN)/python -m team down

@@ -87,9 +87,11 @@ def start_mlflow(stack: Stack, ports: dict, pids: dict, sec: dict[str, str], s3,
             "AWS_ACCESS_KEY_ID": sec["s3_key"],
             "AWS_SECRET_ACCESS_KEY": sec["s3_secret"],
             "AWS_DEFAULT_REGION": "us-east-1",
+            # No background job runner (online scoring, trace archival): not used here
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         }
         cmd = [sys.executable, "-m", "team.mlflow_server", "server", "--host", "127.0.0.1"]
-        cmd += ["--port", str(ports["mlflow"]), "--workers", "2", "--app-name", "basic-auth"]
+        cmd += ["--port", str(ports["mlflow"]), "--workers", "1", "--app-name", "basic-auth"]
         cmd += ["--artifacts-destination", "s3://mlflow/artifacts"]
         pids["mlflow"] = proc.start(cmd, folder / "mlflow.log", environ, folder)
         save()
@@ -140,6 +142,21 @@ def _post_ok(url: str, headers: dict[str, str]) -> bool:
 
 
 _JSON = {"Content-Type": "application/json"}
+
+
+def provision_signature(stack: Stack) -> dict[str, str]:
+    """What each server's set-up depends on: `up` redoes a set-up only when it changed."""
+    import hashlib
+
+    from pipeline.config import load_config
+
+    cfg = load_config(stack.project / "params.yaml")
+    gated = cfg.evaluate.gate.require_approval
+    deployment = hashlib.sha256((stack.project / "prefect.yaml").read_bytes()).hexdigest()
+    return {
+        "mlflow": f"{cfg.register_.model_name}|{cfg.register_.experiment}|{gated}",
+        "prefect": f"{stack.project}|{deployment}",
+    }
 
 
 def provision_mlflow(stack: Stack, env: dict[str, str], sec: dict[str, str]) -> None:

@@ -105,10 +105,18 @@ class Stack:
         finally:
             save()
         env = self.env(sec, ports)
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            ml = pool.submit(services.provision_mlflow, self, env, sec)
-            pf = pool.submit(services.provision_prefect, self, env)
-            ml.result(), pf.result()
+        done = state.setdefault("provisioned", {})
+        wanted = services.provision_signature(self)
+        steps = {
+            "mlflow": lambda: services.provision_mlflow(self, env, sec),
+            "prefect": lambda: services.provision_prefect(self, env),
+        }
+        with ThreadPoolExecutor(max_workers=2) as pool:  # only what changed since last time
+            jobs = {n: pool.submit(step) for n, step in steps.items() if done.get(n) != wanted[n]}
+            for name, job in jobs.items():
+                job.result()
+                done[name] = wanted[name]
+        self.save_state(state)
         services.configure_dvc(self.project, env)
         self._write_env_files(env, sec)
         return time.monotonic() - t0

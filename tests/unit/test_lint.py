@@ -7,7 +7,7 @@ from tests.conftest import REPO
 
 
 def test_ruff_check_passes():
-    dirs = ["pipeline", "flows", "tests", "benchmarks"]
+    dirs = ["pipeline", "flows", "tests", "benchmarks", "team"]
     out = subprocess.run(
         [sys.executable, "-m", "ruff", "check", *dirs], cwd=REPO, capture_output=True, text=True
     )
