@@ -66,11 +66,12 @@ DataSync = Literal["none", "pull", "update"]
 
 
 def _transient(task, task_run, state) -> bool:
-    """Retry network and server hiccups, not the user's errors (bad config, bad data)."""
+    """Retry network and server hiccups, not the user's errors (bad config, bad data); an
+    unreachable registry (RegistryUnavailable) is a hiccup."""
     try:
         state.result()
-    except PipelineError:
-        return False
+    except PipelineError as exc:
+        return exc.transient
     except Exception:
         return True
     return False

@@ -5,6 +5,7 @@ class PipelineError(Exception):
     """Base class: a problem the user can act on (bad input, bad config, refused gate)."""
 
     exit_code = 1
+    transient = False  # True: the same call may succeed later (the nightly flow retries it)
 
 
 class ConfigError(PipelineError):
@@ -29,6 +30,13 @@ class RegistryError(PipelineError):
     """The MLflow registry holds nothing usable for the request (no champion, bad run id)."""
 
     exit_code = 5
+
+
+class RegistryUnavailable(RegistryError):
+    """The MLflow server (or its store) could not answer: connection refused, a timeout, a 5xx,
+    a refused login. Never read as "nothing there": the message names the server."""
+
+    transient = True
 
 
 class IngestError(PipelineError):

@@ -180,13 +180,15 @@ def constant_baseline(
 
 def _generate(cfg: Config, sets: Sets, primary: list[evalsets.Item]):
     """{candidate: (answers per set, loss on the primary set)} for base, challenger and the
-    registered champion (when there is one), and the champion's version."""
+    registered champion (when there is one), and the champion's version. The champion is read
+    first: a registry that cannot answer fails the stage before any generation (RegistryError),
+    and only a missing alias (or model) means "no champion"."""
     from pipeline.registry import versions as registry
 
     spec = ModelSpec.from_config(cfg)
-    generated = _base_and_challenger(spec, cfg.paths.adapter_dir, sets, primary, cfg)
     with tempfile.TemporaryDirectory() as tmp:
         champion = registry.download_version(cfg, Path(tmp))  # the champion, if any
+        generated = _base_and_challenger(spec, cfg.paths.adapter_dir, sets, primary, cfg)
         if champion is not None:
             generated["champion"] = _champion_answers(champion, sets, primary, cfg)
     return generated, (champion[0] if champion else None)
@@ -219,6 +221,9 @@ def _score(cfg: Config, sets: Sets, views: evalsets.Views, generated, training):
 
 def run(cfg: Config) -> EvaluateResult:
     paths = cfg.paths
+    # The gate decision is written last, once everything else (MLflow included) succeeded: a
+    # failed evaluation leaves none, not even an earlier one that `register` could act on.
+    (paths.reports / "gate.json").unlink(missing_ok=True)
     primary = cfg.evaluate.gate.primary_set
     train = read_jsonl(paths.split_file("train"))
     training = medterms.TrainingAnswers.from_rows(train)
@@ -245,7 +250,6 @@ def run(cfg: Config) -> EvaluateResult:
         "near_duplicates": near,
         "relevance": rel.as_dict(),
     }
-    write_json(paths.reports / "gate.json", gate)
     samples = samples_of({n: {s: by[s] for s in sets} for n, by in scores.items()})
     write_jsonl(paths.reports / "eval_samples.jsonl", samples)
     md, page = report.render(
@@ -261,6 +265,7 @@ def run(cfg: Config) -> EvaluateResult:
     (paths.reports / "eval_report.html").write_text(page, encoding="utf-8")
     judged = _judge(cfg, every, scores)
     _log_to_mlflow(cfg, metrics, decision, judged)
+    write_json(paths.reports / "gate.json", gate)
     verdict = "promote" if decision.promote else f"refuse ({', '.join(decision.failed)})"
     log.info("evaluate: %s: gate: %s", primary, verdict)
     for warning in decision.warnings:

@@ -21,6 +21,7 @@ from pipeline.config import Config
 from pipeline.errors import ConfigError, RegistryError
 from pipeline.io import atomic_dir, is_non_empty, why_protected, write_json
 from pipeline.modeling import load_with_adapter
+from pipeline.registry import tracking
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,9 @@ def _require_version(cfg: Config, version: str) -> None:
     name = cfg.register_.model_name
     try:
         registry.client(cfg).get_model_version(name, version)
-    except MlflowException:
+    except MlflowException as exc:
+        if not tracking.is_not_found(exc):
+            raise tracking.unavailable(exc, f"reading {name} version {version}") from None
         raise RegistryError(
             f"{name} has no version {version} (see `python -m pipeline registry list`)"
         ) from None

@@ -11,10 +11,12 @@ import contextlib
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config
+from pipeline.errors import RegistryUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,58 @@ def tracking_uri(cfg: Config) -> str:
     return uri
 
 
+def is_not_found(exc: Exception) -> bool:
+    """MLflow answered that what was asked for does not exist (a registered model, version, run
+    or alias), as opposed to not answering at all. MLflow 3.17 reports a missing model, version
+    or run as RESOURCE_DOES_NOT_EXIST and an alias that is not set as INVALID_PARAMETER_VALUE
+    "Registered model alias X not found."; every other error (connection refused, timeout, 5xx,
+    refused login, a malformed answer) means the registry could not be read."""
+    code = getattr(exc, "error_code", None)
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    message = str(getattr(exc, "message", exc))
+    alias_missing = re.search(r"\balias \S+ not found", message) is not None
+    return code == "INVALID_PARAMETER_VALUE" and alias_missing
+
+
+def shown_uri(uri: str) -> str:
+    """The store's URI without a user name or password (never printed or logged)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong, short: the OS error, the HTTP status, or MLflow's first line."""
+    message = str(getattr(exc, "message", exc)).strip()
+    if errno := re.search(r"\[Errno -?\d+\] [^'\")\]]+", message):
+        return errno.group(0).strip()
+    if status := re.search(r"failed with error code (\d+)", message):
+        return f"HTTP {status.group(1)}"
+    if "timeout" in message.lower():
+        return "timed out"
+    first = message.splitlines()[0] if message else type(exc).__name__
+    return first if len(first) <= 200 else first[:200] + "..."
+
+
+def unavailable(exc: Exception, doing: str, uri: str | None = None) -> RegistryUnavailable:
+    """A one-line error naming the server that could not answer, for `raise ... from None`."""
+    import mlflow
+
+    server = shown_uri(uri or mlflow.get_registry_uri())
+    return RegistryUnavailable(
+        f"MLflow registry at {server} could not be read while {doing} ({_reason(exc)}); "
+        "nothing was decided: check the server (MLFLOW_TRACKING_URI) and rerun"
+    )
+
+
 def setup(cfg: Config) -> str:
     """Point MLflow at the configured store and experiment; returns the experiment id."""
+    from mlflow.exceptions import MlflowException
+
     import mlflow
 
     from_user = "MLFLOW_TRACKING_URI" in os.environ
@@ -44,6 +96,15 @@ def setup(cfg: Config) -> str:
         # MLflow exports the URI to the environment; left there, it would override params.yaml
         # for the next project configured in this process (a flow or test running several).
         os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        return _experiment(cfg, uri)
+    except MlflowException as exc:
+        raise unavailable(exc, f"opening experiment {cfg.register_.experiment!r}", uri) from None
+
+
+def _experiment(cfg: Config, uri: str) -> str:
+    import mlflow
+
     exp = mlflow.get_experiment_by_name(cfg.register_.experiment)
     if exp is None:
         location = None
@@ -191,9 +252,13 @@ def resume_run(cfg: Config):
         run_id = json.loads(run_file.read_text())["run_id"]
         try:
             mlflow.get_run(run_id)
-        except MlflowException:
+        except MlflowException as exc:
+            if not is_not_found(exc):
+                raise unavailable(exc, f"reopening run {run_id}") from None
             log.warning(
-                "MLflow run %s not found in %s; starting a new run", run_id, tracking_uri(cfg)
+                "MLflow run %s not found in %s; starting a new run",
+                run_id,
+                shown_uri(tracking_uri(cfg)),
             )
             run_id = None
     return mlflow.start_run(run_id=run_id, experiment_id=experiment_id)

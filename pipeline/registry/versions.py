@@ -44,17 +44,28 @@ def _version(c, name: str, version: str):
 
     try:
         return c.get_model_version(name, str(version))
-    except MlflowException:
+    except MlflowException as exc:
+        if not tracking.is_not_found(exc):
+            raise tracking.unavailable(exc, f"reading {name} version {version}") from None
         raise RegistryError(f"{name} has no version {version}") from None
 
 
-def champion_version(c, name: str) -> str | None:
+def alias_version(c, name: str, alias: str) -> str | None:
+    """The version `alias` points at; None only when the registry says the alias (or the model)
+    does not exist. A registry that cannot answer raises RegistryUnavailable: an outage must
+    never read as "no champion" (a gate would then decide without it)."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return str(c.get_model_version_by_alias(name, CHAMPION).version)
-    except MlflowException:
-        return None
+        return str(c.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if tracking.is_not_found(exc):
+            return None
+        raise tracking.unavailable(exc, f"reading alias {alias!r} of {name}") from None
+
+
+def champion_version(c, name: str) -> str | None:
+    return alias_version(c, name, CHAMPION)
 
 
 def set_champion(c, name: str, version: str) -> None:
@@ -76,19 +87,17 @@ def download_version(
     c = client(cfg)
     name = cfg.register_.model_name
     if version is None:
-        if alias in (None, CHAMPION):
-            version = champion_version(c, name)
-        else:
-            try:
-                version = str(c.get_model_version_by_alias(name, alias).version)
-            except MlflowException:
-                raise RegistryError(f"registry: no version of {name} has alias {alias!r}") from None
+        version = alias_version(c, name, alias or CHAMPION)
+        if version is None and alias not in (None, CHAMPION):
+            raise RegistryError(f"registry: no version of {name} has alias {alias!r}")
         if version is None:
             return None
     uri = f"models:/{name}/{version}"
     try:
         spec, adapter = registered_model.download(uri, into)
-    except MlflowException:
+    except MlflowException as exc:
+        if not tracking.is_not_found(exc):
+            raise tracking.unavailable(exc, f"downloading {uri}") from None
         raise RegistryError(f"registry: {name} has no version {version!r}") from None
     return version, spec, adapter
 

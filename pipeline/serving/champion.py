@@ -160,9 +160,9 @@ def mlflow_champion(cfg: Config, alias: str) -> Champion:
         try:
             return str(client.get_model_version_by_alias(name, alias).version)
         except MlflowException as exc:
-            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            if tracking.is_not_found(exc):  # no such alias (or model): nothing to serve yet
                 return None
-            raise
+            raise tracking.unavailable(exc, f"reading alias {alias!r} of {name}") from None
 
     def load(version: str) -> tuple[Any, Any, ModelSpec]:
         chat_model = registered_model.load(f"models:/{name}/{version}")

@@ -29,6 +29,8 @@ def load_champion(cfg: Config, alias: str = "champion"):
     try:
         return registered_model.load(uri)
     except MlflowException as exc:
+        if not tracking.is_not_found(exc):
+            raise tracking.unavailable(exc, f"loading {uri}") from None
         raise RegistryError(
             f"{uri}: cannot load ({exc.message.splitlines()[0]}); run the pipeline (make run) "
             "or promote a version"
