@@ -1,5 +1,6 @@
 # make run   - create .venv if missing, install the project, run the whole pipeline (dvc repro)
-# make test  - same set-up, then the test suite
+# make test  - same set-up, then the test suite (without the team tier)
+# make test-team - the team tier: tests/team/ against a real stack of its own (docs/team.md)
 # TORCH_SPEC picks the torch build installed first when .venv has none. The default is the CPU
 # wheel this project's CI machine holds on disk; with CUDA, e.g. TORCH_SPEC="torch==2.13.0"
 # --index-url of your CUDA build, or install torch into .venv yourself before `make`.
@@ -13,7 +14,7 @@
 # make team-up         - a team's stack on loopback under .team/ (docs/team.md); then `. .team/env`
 # make team-down       - stop what team-up started (the data stays)
 .PHONY: install run test chat serve lint clean-outputs mlflow-server prefect-server prefect-worker \
-	deploy nightly team-up team-down
+	deploy nightly team-up team-down test-team
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -42,7 +43,11 @@ run: install
 	$(BIN)/dvc repro
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not team"
+
+# The team tier: starts PostgreSQL, S3, MLflow and Prefect servers of its own (docs/team.md)
+test-team: install
+	$(BIN)/python -m pytest -m team
 
 chat: install
 	$(BIN)/python -m pipeline chat "$(Q)"
