@@ -63,14 +63,18 @@ def _versions(team) -> int:
 
 def test_mlflow_down_during_evaluate_fails_before_any_gate(team):
     gate = team.b / "reports" / "gate.json"
-    gate.unlink(missing_ok=True)
+    decided = gate.read_bytes()  # the nightly run's decision: register (next test) reads it
+    gate.unlink()
     url = team.stack.read_env()["MLFLOW_TRACKING_URI"]
-    with down(team, "mlflow"):
-        out = _pipeline(team, team.b, "evaluate")
-    assert out.returncode == 5, out.stderr[-3000:]
-    [line] = _error_lines(out)
-    assert url in line and "Traceback" not in out.stderr, out.stderr[-3000:]
-    assert not gate.exists()
+    try:
+        with down(team, "mlflow"):
+            out = _pipeline(team, team.b, "evaluate")
+        assert out.returncode == 5, out.stderr[-3000:]
+        [line] = _error_lines(out)
+        assert url in line and "Traceback" not in out.stderr, out.stderr[-3000:]
+        assert not gate.exists()
+    finally:
+        gate.write_bytes(decided)
 
 
 def test_store_down_during_register_leaves_no_version_then_registers_once(team):
