@@ -57,13 +57,12 @@ def test_nightly_on_b_trains_what_a_pushed_and_a_serves_it(team, tmp_path):
     assert NEW_ROWS[-1]["conversations"][0]["content"] in pulled  # A's data, through S3
 
     # Rows in PostgreSQL, artifacts in the bucket, nothing in a local store.
-    [(run_id,)] = team.sql("SELECT run_id FROM model_versions WHERE name = %s", MODEL)
-    keys = [
-        o["Key"]
-        for page in team.s3().get_paginator("list_objects_v2").paginate(Bucket="mlflow")
-        for o in page.get("Contents", [])
-    ]
-    assert any(run_id in k and k.endswith("adapter_model.safetensors") for k in keys), keys[:20]
+    [(where,)] = team.sql("SELECT storage_location FROM model_versions WHERE name = %s", MODEL)
+    assert where.startswith("s3://mlflow/artifacts/"), where  # MLflow 3: models/m-<id>/...
+    prefix = where.removeprefix("s3://mlflow/")
+    pages = team.s3().get_paginator("list_objects_v2").paginate(Bucket="mlflow", Prefix=prefix)
+    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    assert any(k.endswith("adapter_model.safetensors") for k in keys), (where, keys[:20])
     assert not (team.a / "mlflow").exists() and not (team.b / "mlflow").exists()
     assert team.version(MODEL, "champion") == 1
 

@@ -118,8 +118,8 @@ def test_dvc_push_and_pull_with_the_store_down(team, tmp_path):
         assert out.returncode != 0, out.stdout + out.stderr
         assert "ERROR" in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert raw.read_text(encoding="utf-8").endswith('注意休息，持续头痛请就医。"}]}\n')
-    status = dvc(team.a, team.env(team.a), "status")  # the cache holds what was added
-    assert "changed" not in status, status
+    status = dvc(team.a, team.env(team.a), "status", "data/raw.dvc")  # the cache holds it
+    assert "up to date" in status, status
     dvc(team.a, env_a, "push")  # the store is back: it goes through
     git(team.a, "checkout", "data/raw.dvc")
     dvc(team.a, env_a, "checkout", "--force", "data/raw")

@@ -75,7 +75,8 @@ def _prefect_texts(team) -> dict[str, bytes]:
 def _workspace_texts(team) -> dict[str, bytes]:
     texts = {}
     for root in (team.a, team.b):
-        texts[f"{root.name}/dvc.lock"] = (root / "dvc.lock").read_bytes()
+        if (root / "dvc.lock").exists():  # A never ran the pipeline
+            texts[f"{root.name}/dvc.lock"] = (root / "dvc.lock").read_bytes()
         for path in (root / "reports").rglob("*") if (root / "reports").exists() else []:
             if path.is_file():
                 texts[str(path.relative_to(root))] = path.read_bytes()
