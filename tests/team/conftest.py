@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -55,6 +56,7 @@ def team(tmp_path_factory) -> Team:
     b = tmp / "b"
     git(tmp, "clone", "-q", str(origin), str(b))
     stack = Stack(base / "stack", b)
+    previous = signal.signal(signal.SIGTERM, _stop_then_die(stack, base))
     try:
         stack.up()
         from team import services
@@ -63,5 +65,19 @@ def team(tmp_path_factory) -> Team:
         dvc(a, servers.env() | stack.read_env(), "push")
         yield Team(stack, base, origin, a, b)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         stack.down()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _stop_then_die(stack: Stack, base: Path):
+    """A SIGTERM to the test run (a CI timeout) skips pytest's finalizers: stop the stack's
+    servers by pid first, then die of the signal as usual."""
+
+    def handler(signum, frame):
+        stack.down()
+        shutil.rmtree(base, ignore_errors=True)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    return handler
