@@ -1,5 +1,6 @@
 # make run   - create .venv if missing, install the project, run the whole pipeline (dvc repro)
-# make test  - same set-up, then the test suite
+# make test  - same set-up, then the test suite (without the team tier)
+# make test-team - the team tier: tests/team/ against a real stack of its own (docs/team.md)
 # make run PROFILE=configs/qwen2.5-7b-qlora.yaml - the same with a profile's params written into
 #              params.yaml (comments kept), run as a DVC experiment (configs/run_profile.py)
 # TORCH_SPEC picks the torch build installed first when .venv has none. The default is the CPU
@@ -12,8 +13,10 @@
 # make prefect-worker  - a process worker on the WORK_POOL work pool
 # make deploy          - create the work pool and the training concurrency limit, deploy prefect.yaml
 # make nightly         - trigger one run of the nightly deployment now
+# make team-up         - a team's stack on loopback under .team/ (docs/team.md); then `. .team/env`
+# make team-down       - stop what team-up started (the data stays)
 .PHONY: install run test chat serve lint clean-outputs mlflow-server prefect-server prefect-worker \
-	deploy nightly
+	deploy nightly team-up team-down test-team
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -65,7 +68,11 @@ else
 endif
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not team"
+
+# The team tier: starts PostgreSQL, S3, MLflow and Prefect servers of its own (docs/team.md)
+test-team: install
+	$(BIN)/python -m pytest -m team
 
 chat: install
 	$(BIN)/python -m pipeline chat "$(Q)"
@@ -74,7 +81,7 @@ serve: install
 	$(BIN)/python -m pipeline serve
 
 lint: install
-	$(BIN)/ruff check pipeline flows tests benchmarks configs docs tools
+	$(BIN)/ruff check pipeline flows tests benchmarks configs docs tools team
 
 mlflow-server: install
 	@mkdir -p mlflow/server-artifacts
@@ -98,3 +105,9 @@ deploy: install
 
 nightly: install
 	$(PREFECT_CLIENT) deployment run $(DEPLOYMENT)
+
+team-up: install
+	$(BIN)/python -m team up
+
+team-down:
+	$(BIN)/python -m team down

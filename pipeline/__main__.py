@@ -29,6 +29,7 @@ import argparse  # noqa: E402
 import importlib  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
+import re  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import yaml  # noqa: E402
@@ -281,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
 def _one_line(exc: Exception) -> tuple[int, str]:
     """Exit code and message of an error. Typed errors keep theirs (a validation report may
     follow on further lines); MLflow's errors are registry errors; anything else is a bug."""
+    if refused := _mlflow_refused(exc):
+        return RegistryError.exit_code, refused
     if isinstance(exc, PipelineError):
         return exc.exit_code, str(exc)
     mlflow_errors = sys.modules.get("mlflow.exceptions")
@@ -290,6 +293,24 @@ def _one_line(exc: Exception) -> tuple[int, str]:
     first = str(exc).strip().splitlines()
     detail = f": {first[0]}" if first else ""
     return INTERNAL, f"unexpected {type(exc).__name__}{detail} (PIPELINE_TRACEBACK=1 shows where)"
+
+
+def _mlflow_refused(exc: Exception) -> str | None:
+    """A tracking server with logins (docs/team.md) that refused this user: who, where, why.
+    MLflow reports a failed login as HTTP 401 and a missing permission as PERMISSION_DENIED
+    (403), wrapped or not in the pipeline's registry errors."""
+    text = str(getattr(exc, "message", exc))
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME", "(none: MLFLOW_TRACKING_USERNAME unset)")
+    server = re.sub(r"//[^/@]*@", "//", os.environ.get("MLFLOW_TRACKING_URI", "the server"))
+    if "error code 401" in text or "HTTP 401" in text:
+        return (
+            f"MLflow: authentication failed for user {user} at {server}: check "
+            "MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD"
+        )
+    if getattr(exc, "error_code", None) == "PERMISSION_DENIED" or "error code 403" in text:
+        first = text.strip().splitlines()[0] if text.strip() else "permission denied"
+        return f"MLflow: user {user} may not do this at {server}: {first}"
+    return None
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = ROOT / "pyproject.toml"
 LOCK = ROOT / "requirements.lock"
-EXTRA = "dev"  # the extra that `make install` installs with the main dependencies
+EXTRAS = ("dev", "team")  # the extras that `make install` installs with the main dependencies
 DIGEST_LINE = "# pyproject-sha256: "
 TORCH_LINE = "# torch (installed first by make install, not from this file): "
 # torch's CUDA runtime (its Linux wheel on PyPI requires these; the CPU build requires none).
@@ -70,12 +70,13 @@ def requirement_name(spec: str) -> str:
 def pyproject_requirements(pyproject: Path = PYPROJECT) -> list[str]:
     """The main dependencies and the dev extra, as written."""
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
-    return [*project["dependencies"], *project.get("optional-dependencies", {}).get(EXTRA, [])]
+    extras = project.get("optional-dependencies", {})
+    return [*project["dependencies"], *(r for name in EXTRAS for r in extras.get(name, []))]
 
 
 def deps_digest(pyproject: Path = PYPROJECT) -> str:
-    """sha256 of what the lock is resolved from: requires-python, the dependencies and the dev
-    extra (whitespace and order aside, so a comment or a reflow does not need `make lock`)."""
+    """sha256 of what the lock is resolved from: requires-python, the dependencies and the
+    extras (whitespace and order aside, so a comment or a reflow does not need `make lock`)."""
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
     inputs = {
         "requires-python": project.get("requires-python", ""),
@@ -166,7 +167,8 @@ def write(uv: str, torch: str, extra_args: list[str], lock_path: Path = LOCK) ->
         constraints.write_text(torch + "\n")
         excludes.write_text("\n".join(TORCH_CUDA) + "\n")
         command = [
-            uv, "pip", "compile", str(PYPROJECT), "--extra", EXTRA,
+            uv, "pip", "compile", str(PYPROJECT),
+            *(arg for name in EXTRAS for arg in ("--extra", name)),
             "--universal", "--fork-strategy", "fewest",
             "--constraints", str(constraints), "--excludes", str(excludes),
             "--no-emit-package", "torch", "--custom-compile-command", "make lock",

@@ -1,0 +1,5 @@
+import sys
+
+from team.stack import main
+
+sys.exit(main())
