@@ -16,7 +16,7 @@
 # make team-up         - a team's stack on loopback under .team/ (docs/team.md); then `. .team/env`
 # make team-down       - stop what team-up started (the data stays)
 .PHONY: install run test chat serve lint clean-outputs mlflow-server prefect-server prefect-worker \
-	deploy nightly team-up team-down test-team
+	deploy nightly team-up team-down test-team test-unit
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -69,6 +69,10 @@ endif
 
 test: install
 	$(BIN)/python -m pytest -m "not team"
+
+# The inner loop: unit tests without the slow (end-to-end, DVC-driven) and team tiers
+test-unit: install
+	$(BIN)/python -m pytest -m "not slow and not team" tests/unit
 
 # The team tier: starts PostgreSQL, S3, MLflow and Prefect servers of its own (docs/team.md)
 test-team: install

@@ -139,6 +139,7 @@ def _repro_runs(root: Path) -> list[str]:
     return re.findall(r"Running stage '(\w+)'", _dvc(root, "repro"))
 
 
+@pytest.mark.slow  # runs `dvc repro` per stage: the slow tier
 def test_up_to_date_project_runs_no_stage(dvc_project, loop):
     lock = (dvc_project / "dvc.lock").read_bytes()
     runs = loop.run_stages(str(dvc_project / "params.yaml"))
@@ -149,6 +150,7 @@ def test_up_to_date_project_runs_no_stage(dvc_project, loop):
     assert (dvc_project / "dvc.lock").read_bytes() == lock
 
 
+@pytest.mark.slow  # runs `dvc repro` per stage: the slow tier
 @pytest.mark.parametrize(
     "dotted, value, expected",
     [
@@ -176,6 +178,7 @@ def test_a_changed_param_runs_what_dvc_repro_runs(
     assert (dvc_project / "dvc.lock").read_text() == (twin / "dvc.lock").read_text()
 
 
+@pytest.mark.slow  # runs `dvc repro` per stage: the slow tier
 def test_a_change_undone_is_restored_from_the_run_cache_as_dvc_repro_does(
     dvc_project, loop, tmp_path
 ):
@@ -197,6 +200,7 @@ def test_a_change_undone_is_restored_from_the_run_cache_as_dvc_repro_does(
     assert (dvc_project / "dvc.lock").read_text() == (twin / "dvc.lock").read_text()
 
 
+@pytest.mark.slow  # runs `dvc repro` per stage: the slow tier
 def test_force_runs_every_stage_as_dvc_repro_force_does(dvc_project, loop, tmp_path):
     twin = tmp_path / "twin"
     shutil.copytree(dvc_project, twin, symlinks=True)
@@ -209,6 +213,7 @@ def test_force_runs_every_stage_as_dvc_repro_force_does(dvc_project, loop, tmp_p
     assert (dvc_project / "dvc.lock").read_text() == (twin / "dvc.lock").read_text()
 
 
+@pytest.mark.slow  # runs `dvc repro` per stage: the slow tier
 def test_a_forced_nightly_run_retrains_an_up_to_date_workspace(dvc_project, loop, monkeypatch):
     """Issue 17: `--force` used to skip only the unchanged-data check; with nothing stale in
     DVC nothing trained. Forced, train, evaluate and register run again, and the flow reports
@@ -241,6 +246,7 @@ def test_a_forced_nightly_run_retrains_an_up_to_date_workspace(dvc_project, loop
     assert "up to date" in _dvc(dvc_project, "status")
 
 
+@pytest.mark.slow  # runs `dvc repro` per stage: the slow tier
 def test_a_params_file_other_than_the_projects_is_refused(dvc_project, loop):
     from pipeline.errors import ConfigError
 
