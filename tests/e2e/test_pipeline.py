@@ -113,8 +113,8 @@ def test_flow_registers_gates_promotes_and_rolls_back(tmp_path, prefect_harness,
     # A deliberately degraded run (learning rate 0: the adapter is the base) under the real
     # gate: registered as challenger, refused, and the champion does not move.
     result = register_degraded(root)
-    assert result.version == 2 and result.gate["promote"] is False
-    assert "rouge_l_gain_over_base" in [r["rule"] for r in result.gate["rules"] if not r["passed"]]
+    assert result.version == 2 and result.gate.decision.promote is False
+    assert "rouge_l_gain_over_base" in [r.rule for r in result.gate.decision.rules if not r.passed]
     assert int(client.get_model_version_by_alias(name, "challenger").version) == 2
     assert int(client.get_model_version_by_alias(name, "champion").version) == 1
     assert client.get_model_version(name, "2").tags["gate.promote"] == "False"

@@ -106,8 +106,8 @@ def test_a_clear_improvement_is_promoted_with_intervals_for_every_gain():
     )
     assert d.promote, d.failed
     gain = next(r for r in d.rules if r.rule == "correctness_gain_over_base")
-    assert gain.interval["low"] > 0.3 and gain.interval["high"] <= 1.0 + 1e-9
-    assert gain.interval["resamples"] == 1000 and gain.interval["n"] == N
+    assert gain.interval.low > 0.3 and gain.interval.high <= 1.0 + 1e-9
+    assert gain.interval.resamples == 1000 and gain.interval.n == N
     assert all(r.interval for r in d.rules if r.rule.endswith(("_over_base", "_baseline")))
 
 
@@ -118,7 +118,7 @@ def test_a_fluent_wrong_condition_model_is_refused_on_correctness():
     assert not d.promote
     assert "correctness_gain_over_base" in d.failed
     rule = next(r for r in d.rules if r.rule == "correctness_gain_over_base")
-    assert rule.status == "fail" and rule.interval["high"] < 0.3
+    assert rule.status == "fail" and rule.interval.high < 0.3
 
 
 def test_a_gain_whose_interval_straddles_the_threshold_is_not_enough_evidence():
@@ -129,7 +129,7 @@ def test_a_gain_whose_interval_straddles_the_threshold_is_not_enough_evidence():
         {"constant": CONSTANT, "base": _candidate(NONE, 0.1), "challenger": _candidate(some, 0.9)}
     )
     rule = next(r for r in d.rules if r.rule == "correctness_gain_over_base")
-    assert rule.status == "insufficient" and rule.interval["low"] < 0.3 < rule.interval["high"]
+    assert rule.status == "insufficient" and rule.interval.low < 0.3 < rule.interval.high
     assert not d.promote and "correctness_gain_over_base (not enough evidence)" in d.failed
 
 
