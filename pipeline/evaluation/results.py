@@ -115,6 +115,11 @@ def _interval_from(data: Mapping[str, Any] | None) -> Interval | None:
     )
 
 
+def _rounded(iv: Interval) -> Interval:
+    """As reports/gate.json holds it (5 decimals): decided on the exact bounds, kept rounded."""
+    return Interval(**iv.as_dict())
+
+
 @dataclass(frozen=True)
 class GateRule:
     """One rule of the gate. `passed` follows from `status`; the constructors below decide the
@@ -155,7 +160,7 @@ class GateRule:
             status = RuleStatus.FAIL
         else:
             status = RuleStatus.INSUFFICIENT
-        return cls(name, round(iv.mean, 5), threshold, RuleKind.MIN, status, iv, evidence)
+        return cls(name, round(iv.mean, 5), threshold, RuleKind.MIN, status, _rounded(iv), evidence)
 
     @classmethod
     def drop(cls, name: str, iv: Interval, threshold: float, evidence: str = "") -> GateRule:
@@ -167,7 +172,7 @@ class GateRule:
             status = RuleStatus.FAIL
         else:
             status = RuleStatus.INSUFFICIENT
-        return cls(name, round(iv.mean, 5), threshold, RuleKind.MAX, status, iv, evidence)
+        return cls(name, round(iv.mean, 5), threshold, RuleKind.MAX, status, _rounded(iv), evidence)
 
     @classmethod
     def not_judged(cls, name: str, threshold: float, kind: RuleKind, why: str) -> GateRule:
