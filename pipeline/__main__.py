@@ -26,14 +26,13 @@ from pipeline.environment import offline_env, require_project_interpreter
 require_project_interpreter(sys.argv[1:])
 
 import argparse  # noqa: E402
-import importlib  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import yaml  # noqa: E402
 
-from pipeline import STAGE_MODULES, STAGES  # noqa: E402
+from pipeline import STAGES, run_stage  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.errors import (  # noqa: E402
     ConfigError,
@@ -238,7 +237,7 @@ def _dispatch(args: argparse.Namespace) -> None:
     elif args.command == "validate" and args.files:
         _check_files(cfg, args)
     else:
-        importlib.import_module(STAGE_MODULES[args.command]).run(cfg)
+        run_stage(args.command, cfg)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from pipeline.config import load_config
-from pipeline.data import split
+from pipeline.data import partition, split
+from pipeline.data.checks import normalize_text
 from pipeline.io import write_jsonl
 
 
@@ -29,9 +30,9 @@ def test_near_identical_questions_share_a_split(project):
         for name in split.SPLITS
     }
     assert [r["id"] for r in parts["train"]][:2] == [test_q, train_q]  # together, in train
-    assert split.leakage(parts, cfg.split.near_duplicate_threshold) == []
+    assert partition.leakage(parts, cfg.split.near_duplicate_threshold) == []
     # Without the grouping the raw hashes would have leaked the question into test:
     raw = {
         name: [r for r in rows if split.assign(r["id"], cfg.split) == name] for name in split.SPLITS
     }
-    assert split.leakage(raw, None) == [split.normalize_text(test_q)]
+    assert partition.leakage(raw, None) == [normalize_text(test_q)]
