@@ -38,7 +38,13 @@ from pipeline.evaluation.candidates import (
     summarize,
 )
 from pipeline.evaluation.gate import decide
-from pipeline.evaluation.results import Candidate, EvalMetrics, GateDecision, GateRecord
+from pipeline.evaluation.results import (
+    Candidate,
+    EvalMetrics,
+    GateDecision,
+    GateRecord,
+    Metric,
+)
 from pipeline.generation import answer_loss, encode
 from pipeline.io import read_jsonl, write_json, write_jsonl
 from pipeline.modeling import (
@@ -149,7 +155,7 @@ def _score(cfg: Config, sets: Sets, views: evalsets.Views, generated, training):
     for who, by_set in rel.gaps.items():
         for set_name, by_metric in by_set.items():
             metrics[who][set_name] |= {
-                f"{m}_relevance_gap": round(iv.mean, 5) for m, iv in by_metric.items()
+                Metric(m).relevance_gap(): round(iv.mean, 5) for m, iv in by_metric.items()
             }
     return scores, EvalMetrics(metrics), rel
 

@@ -117,7 +117,7 @@ def _relevance_rules(ev: _Evidence) -> list[GateRule]:
     primary, gate = ev.gate.primary_set, ev.gate
     rules = [
         GateRule.gain(
-            f"{metric}_relevance_gap",
+            metric.relevance_gap(),
             ev.relevance.gaps[CHALLENGER][primary][metric],
             gate.min_relevance_gap,
             f"{primary}: own reference minus another question's, {len(ev.new[primary])} answers",

@@ -33,6 +33,7 @@ def test_near_identical_questions_share_a_split(project):
     assert partition.leakage(parts, cfg.split.near_duplicate_threshold) == []
     # Without the grouping the raw hashes would have leaked the question into test:
     raw = {
-        name: [r for r in rows if partition.assign(r["id"], cfg.split) == name] for name in split.SPLITS
+        name: [r for r in rows if partition.assign(r["id"], cfg.split) == name]
+        for name in split.SPLITS
     }
     assert partition.leakage(raw, None) == [normalize_text(test_q)]
