@@ -117,9 +117,9 @@ def tiny(steps: int, smoke: bool) -> dict:
     import torch
 
     from pipeline.config import load_config
+    from pipeline.generation import encode
     from pipeline.modeling import ModelSpec, load_model
-    from pipeline.training.base import _new_model, build_tokenizer
-    from pipeline.training.preprocess import encode
+    from pipeline.training.tiny import build_tokenizer, new_model
 
     cfg = load_config(REPO / "params.yaml")
     rows = [
@@ -148,7 +148,7 @@ def tiny(steps: int, smoke: bool) -> dict:
     batches = [batches[i] for i in order]
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        _new_model(tok, cfg.tiny).save_pretrained(tmp, safe_serialization=True)
+        new_model(tok, cfg.tiny).save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         _reset_peak()
         spec = ModelSpec(

@@ -56,8 +56,8 @@ def main() -> None:
     import great_expectations  # noqa: F401  (imported lazily by validate; timed apart)
 
     import mlflow  # noqa: F401
+    from pipeline import run_stage
     from pipeline.config import load_config
-    from pipeline.data import ingest, validate
 
     imports = (time.perf_counter() - w0, time.process_time() - c0)
 
@@ -81,9 +81,9 @@ def main() -> None:
         cfg = load_config(root / "params.yaml")
         load = os.getloadavg()[0]
         t0, c0 = time.perf_counter(), time.process_time()
-        ingested = ingest.run(cfg)
+        ingested = run_stage("ingest", cfg)
         t1, c1 = time.perf_counter(), time.process_time()
-        result = validate.run(cfg)
+        result = run_stage("validate", cfg)
         t2, c2 = time.perf_counter(), time.process_time()
     total = t2 - t0
     # On a shared machine wall time depends on the neighbours; CPU time of this process does not.

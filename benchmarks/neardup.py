@@ -90,13 +90,13 @@ def main() -> None:
         sys.exit(f"{args.corpus}: not found (the shared real corpus; --corpus PATH)")
     sys.path.insert(0, str(REPO))
     from pipeline.config import load_config
-    from pipeline.data import split
+    from pipeline.data import partition
     from pipeline.text import neardup
 
     rows = load(args.corpus)
     th = args.threshold
     print(f"{len(rows)} conversations (exact repeats dropped), threshold {th}")
-    for name, get in (("questions", split.first_question), ("answers", split.first_answer)):
+    for name, get in (("questions", neardup.first_question), ("answers", neardup.first_answer)):
         texts = [get(r) for r in rows]
         w0, c0 = time.perf_counter(), time.process_time()
         pairs = neardup.index(texts, th).pairs()
@@ -111,7 +111,7 @@ def main() -> None:
     cfg = load_config(REPO / "params.yaml").split
     for label, value in (("exact-only split", None), ("near-duplicate split", th)):
         w0 = time.perf_counter()
-        parts, moved = split.partition(
+        parts, moved = partition.partition(
             rows, cfg.model_copy(update={"near_duplicate_threshold": value})
         )
         wall = time.perf_counter() - w0

@@ -141,7 +141,7 @@ def qwen_tokenizer(tiktoken_file: Path):
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
-    from pipeline.training.base import QWEN2_SPLIT
+    from pipeline.training.tiny import QWEN2_SPLIT
 
     class _Converter(TikTokenConverter):
         @staticmethod
@@ -174,7 +174,7 @@ def qwen_tokenizer(tiktoken_file: Path):
 
 def corpus_tokenizer(vocab_size: int):
     """A byte-level BPE over the project's conversations, with Qwen's special tokens."""
-    from pipeline.training.base import build_tokenizer
+    from pipeline.training.tiny import build_tokenizer
 
     texts = []
     for raw in sorted((REPO / "data" / "raw").glob("*.jsonl")):

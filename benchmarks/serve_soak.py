@@ -63,11 +63,8 @@ MALFORMED = [  # (raw body, Content-Type)
 
 def _tiny_project(root: Path) -> Path:
     """Train, evaluate and register two versions of the tiny model (v1 champion, v2 lr 0)."""
+    from pipeline import STAGES, run_stage
     from pipeline.config import load_config
-    from pipeline.data import ingest, split, validate
-    from pipeline.evaluation import evaluate
-    from pipeline.registry import register
-    from pipeline.training import base, preprocess, train
     from tests.conftest import TINY_OVERRIDES, make_project, read_rows, register_degraded
     from tests.e2e.test_pipeline import PERMISSIVE_GATE
 
@@ -79,8 +76,8 @@ def _tiny_project(root: Path) -> Path:
     os.chdir(root)
     try:
         cfg = load_config(root / "params.yaml")
-        for stage in (ingest, validate, split, base, preprocess, train, evaluate, register):
-            stage.run(cfg)
+        for stage in STAGES:
+            run_stage(stage, cfg)
         register_degraded(root)
     finally:
         os.chdir(cwd)

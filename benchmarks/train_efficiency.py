@@ -14,7 +14,7 @@ row with restarting position_ids, no padding, a block-diagonal causal mask. It p
 Memory: a configuration whose weights dominate memory (hidden 1024, 8 layers, ~100 M
 parameters) is loaded and trained for a few LoRA steps in a fresh process per mode, the way the
 train stage does it: `pipeline.modeling.load_model` (bitsandbytes for 8-bit / 4-bit), then
-`pipeline.training.train.lora_model` (`prepare_for_training`, which keeps non-quantized weights in
+`pipeline.training.lora.lora_model` (`prepare_for_training`, which keeps non-quantized weights in
 their
 loaded dtype, and the LoRA of params.yaml). The peak resident memory (sampled every 5 ms) above
 the process's memory after its imports and tokenizer is printed for each mode, then the 4-bit /
@@ -44,7 +44,7 @@ def _conversations(n: int) -> list[dict]:
 
 def _tokenizer(cfg, rows: list[dict]):
     """The tiny base's tokenizer (byte-level BPE with ChatML tokens), trained on 450 rows."""
-    from pipeline.training.base import build_tokenizer
+    from pipeline.training.tiny import build_tokenizer
 
     texts = ["\n".join(t["content"] for t in r["conversations"]) for r in rows[:450]]
     return build_tokenizer(texts, cfg.tiny.vocab_size)
@@ -109,15 +109,15 @@ def throughput(steps: int) -> float:
     from peft import LoraConfig, get_peft_model
 
     from pipeline.config import load_config
-    from pipeline.training.base import _new_model
-    from pipeline.training.preprocess import encode
+    from pipeline.generation import encode
+    from pipeline.training.tiny import new_model
 
     cfg = load_config(REPO / "params.yaml")
     rows = _conversations(600)
     tok = _tokenizer(cfg, rows)
     encoded = [encode(tok, r["conversations"], 512) for r in rows]
     torch.manual_seed(0)
-    base = _new_model(tok, cfg.tiny)
+    base = new_model(tok, cfg.tiny)
     base.config.use_cache = False  # as the Trainer trains; packed rows need it
     model = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"))
     pad = tok.pad_token_id
@@ -156,7 +156,7 @@ sys.path.insert(0, {repo!r})
 from pipeline.config import load_config
 from pipeline.modeling import ModelSpec, load_model, load_tokenizer
 from pipeline.training.speed import resolve
-from pipeline.training.train import lora_model
+from pipeline.training.lora import lora_model
 cfg = load_config({params!r})
 spec = dataclasses.replace(ModelSpec.from_config(cfg, source={path!r}), quantization={mode!r})
 tok = load_tokenizer(spec)

@@ -20,3 +20,16 @@ STAGE_MODULES = {
 }
 # The data splits `split` writes and the later stages read.
 SPLITS = ("train", "val", "test")
+
+
+def run_stage(stage: str, cfg):
+    """Run one stage by its name, as `python -m pipeline <stage>` does; for the entry points
+    that drive stages (the CLI, benchmarks). A stage or a helper module never runs another
+    stage: shared code lives in a helper module beside them (tests/unit/test_imports.py)."""
+    import importlib
+
+    if stage not in STAGE_MODULES:
+        from pipeline.errors import PipelineError
+
+        raise PipelineError(f"no stage {stage!r}; the stages are {', '.join(STAGES)}")
+    return importlib.import_module(STAGE_MODULES[stage]).run(cfg)

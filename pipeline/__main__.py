@@ -26,7 +26,6 @@ from pipeline.environment import offline_env, require_project_interpreter
 require_project_interpreter(sys.argv[1:])
 
 import argparse  # noqa: E402
-import importlib  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
@@ -34,7 +33,7 @@ from pathlib import Path  # noqa: E402
 
 import yaml  # noqa: E402
 
-from pipeline import STAGE_MODULES, STAGES, results  # noqa: E402
+from pipeline import STAGES, results, run_stage  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.errors import (  # noqa: E402
     ConfigError,
@@ -248,7 +247,7 @@ def _dispatch(args: argparse.Namespace) -> object:
     elif args.command == "validate" and args.files:
         _check_files(cfg, args)
     else:
-        return importlib.import_module(STAGE_MODULES[args.command]).run(cfg)
+        return run_stage(args.command, cfg)
     return None
 
 

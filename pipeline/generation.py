@@ -55,7 +55,7 @@ def answer_spans(tok, messages: list[dict[str, str]]) -> tuple[str, list[tuple[i
     return text, spans
 
 
-def _token_labels(tok, text: str, spans: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+def token_labels(tok, text: str, spans: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
     """Token ids of `text` and their labels: the id inside an answer span, IGNORE elsewhere.
 
     Fast tokenizers label by character offsets over one encoding of the whole text; slow ones
@@ -83,7 +83,7 @@ def _token_labels(tok, text: str, spans: list[tuple[int, int]]) -> tuple[list[in
 def encode(tok, messages: list[dict[str, str]], max_len: int) -> dict[str, Any]:
     """input_ids, labels (answers only) and truncation facts for one conversation."""
     text, spans = answer_spans(tok, messages)
-    ids, labels = _token_labels(tok, text, spans)
+    ids, labels = token_labels(tok, text, spans)
     return {
         "input_ids": ids[:max_len],
         "labels": labels[:max_len],

@@ -19,6 +19,7 @@ import json
 import os
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ def _jsonable(value: Any) -> Any:
         return value.value
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):  # dicts, and read-only mappings such as EvalMetrics
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
@@ -128,6 +129,8 @@ def _decode(hint: Any, value: Any, where: str) -> Any:
         return [_decode(args[0], v, where) for v in value]
     if isinstance(hint, type) and issubclass(hint, Path | enum.Enum):
         return hint(value)
+    if isinstance(hint, type) and issubclass(hint, Mapping) and hint is not dict:
+        return hint(value)  # a mapping class built from its plain form (EvalMetrics)
     return value
 
 

@@ -157,7 +157,7 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
-    from pipeline.training.base import build_tokenizer
+    from pipeline.training.tiny import build_tokenizer
 
     rows = read_rows(ASSETS / "conversations.jsonl")
     texts = ["\n".join(t["content"] for t in r["conversations"]) for r in rows]

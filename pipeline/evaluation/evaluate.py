@@ -29,9 +29,23 @@ from typing import Any
 from pipeline.config import Config
 from pipeline.data.sources import source_files
 from pipeline.errors import DataValidationError
-from pipeline.evaluation import evalsets, relevance, report, scoring
-from pipeline.evaluation.gate import GateDecision, decide
-from pipeline.generation import Answer, answer_loss, encode, generate
+from pipeline.evaluation import evalsets, keys, relevance, report
+from pipeline.evaluation.candidates import (
+    Sets,
+    answer_sets,
+    constant_baseline,
+    samples_of,
+    summarize,
+)
+from pipeline.evaluation.gate import decide
+from pipeline.evaluation.results import (
+    Candidate,
+    EvalMetrics,
+    GateDecision,
+    GateRecord,
+    Metric,
+)
+from pipeline.generation import answer_loss, encode
 from pipeline.io import read_jsonl, write_json, write_jsonl
 from pipeline.modeling import (
     ModelSpec,
@@ -50,16 +64,9 @@ DEMO_DATA = "data/raw/medical_dialogues.jsonl"  # what data/make_dataset.py writ
 
 @dataclass(frozen=True)
 class EvaluateResult:
-    metrics: dict[str, dict[str, dict[str, float]]]
+    metrics: EvalMetrics
     decision: GateDecision
     report: Path
-
-
-Sets = dict[str, list[evalsets.Item]]
-
-
-def _all_items(sets: Sets) -> list[evalsets.Item]:
-    return [item for items in sets.values() for item in items]
 
 
 def _loss(model, tok, spec: ModelSpec, items: list[evalsets.Item], cfg: Config) -> dict[str, Any]:
@@ -80,54 +87,6 @@ def _loss(model, tok, spec: ModelSpec, items: list[evalsets.Item], cfg: Config) 
     return answer_loss(model, tok, Dataset.from_list(encoded), cfg.evaluate.batch_size)
 
 
-def answer_sets(
-    name: str, model, tok, spec: ModelSpec, sets: Sets, cfg: Config
-) -> dict[str, list[Answer]]:
-    """One candidate's greedy answers to every set, generated in one batched pass."""
-    log.info("evaluate: %s answers %d question(s)", name, sum(map(len, sets.values())))
-    items = _all_items(sets)
-    e = cfg.evaluate
-    answers = generate(
-        model, tok, spec, [i.history for i in items], e.max_new_tokens, e.batch_size, progress=True
-    )
-    out, k = {}, 0
-    for set_name, set_items in sets.items():
-        out[set_name] = answers[k : k + len(set_items)]
-        k += len(set_items)
-    return out
-
-
-def summarize(
-    sets: Sets,
-    answers: dict[str, list[Answer]],
-    loss: dict[str, Any] | None,
-    cfg: Config,
-    training: medterms.TrainingAnswers | None = None,
-    views: evalsets.Views | None = None,
-):
-    """(per-set scores, per-set metrics) of one candidate's answers; `views` are sets made of
-    some of those answers (`test.<source>`); the loss goes to the primary set. Stock replies
-    (pipeline/evaluation/scoring.py) are found over every answer the candidate gave."""
-    e = cfg.evaluate
-    stock = scoring.find_stock(sets, answers, e.stock_reply_min_questions, training)
-    scores = {s: scoring.score_items(sets[s], answers[s], training, stock) for s in sets}
-    if e.semantic:
-        for s in sets:
-            if sets[s][0].kind == "reference":
-                scores[s] = scoring.with_semantic(scores[s])
-    for view, (parent, idx) in (views or {}).items():
-        scores[view] = [scores[parent][k] for k in idx]
-    kinds = {s: items[0].kind for s, items in evalsets.with_views(sets, views or {}).items()}
-    metrics = {s: scoring.set_metrics(kinds[s], scores[s], e.semantic) for s in scores}
-    if loss is not None:
-        primary = e.gate.primary_set
-        metrics[primary] |= {
-            "answer_loss": round(loss["answer_loss"], 5),
-            "perplexity": round(loss["perplexity"], 4),
-        }
-    return scores, metrics
-
-
 def _base_and_challenger(
     spec: ModelSpec, adapter: Path, sets: Sets, primary: list[evalsets.Item], cfg: Config
 ):
@@ -137,12 +96,12 @@ def _base_and_challenger(
 
     model, tok = load_model(spec).eval(), load_tokenizer(spec)
     results = {}
-    answers = answer_sets("base", model, tok, spec, sets, cfg)
-    results["base"] = (answers, _loss(model, tok, spec, primary, cfg))
+    answers = answer_sets(Candidate.BASE, model, tok, spec, sets, cfg)
+    results[Candidate.BASE] = (answers, _loss(model, tok, spec, primary, cfg))
     model = PeftModel.from_pretrained(model, str(adapter)).eval()
     adapter_tok = load_tokenizer(replace(spec, source=str(adapter)))
-    answers = answer_sets("challenger", model, adapter_tok, spec, sets, cfg)
-    results["challenger"] = (answers, _loss(model, adapter_tok, spec, primary, cfg))
+    answers = answer_sets(Candidate.CHALLENGER, model, adapter_tok, spec, sets, cfg)
+    results[Candidate.CHALLENGER] = (answers, _loss(model, adapter_tok, spec, primary, cfg))
     del model
     gc.collect()
     return results
@@ -154,28 +113,11 @@ def _champion_answers(
     """The champion on its own base (which may differ from today's), then freed."""
     _, spec, adapter = champion
     model, tok = load_with_adapter(spec, adapter)
-    answers = answer_sets("champion", model, tok, spec, sets, cfg)
+    answers = answer_sets(Candidate.CHAMPION, model, tok, spec, sets, cfg)
     result = (answers, _loss(model, tok, spec, primary, cfg))
     del model
     gc.collect()
     return result
-
-
-def training_answers(cfg: Config) -> medterms.TrainingAnswers | None:
-    path = cfg.paths.split_file("train")
-    return medterms.TrainingAnswers.from_rows(read_jsonl(path)) if path.is_file() else None
-
-
-def constant_baseline(
-    sets: Sets,
-    training: medterms.TrainingAnswers,
-    cfg: Config,
-    views: evalsets.Views | None = None,
-):
-    """Scores of the constant answer (evaluation/scoring.py) on every set, and the answer."""
-    text = scoring.constant_answer(list(training.texts))
-    answers = {s: scoring.constant_answers(text, len(items)) for s, items in sets.items()}
-    return summarize(sets, answers, None, cfg, training, views), text
 
 
 def _generate(cfg: Config, sets: Sets, primary: list[evalsets.Item]):
@@ -190,16 +132,17 @@ def _generate(cfg: Config, sets: Sets, primary: list[evalsets.Item]):
         champion = registry.download_version(cfg, Path(tmp))  # the champion, if any
         generated = _base_and_challenger(spec, cfg.paths.adapter_dir, sets, primary, cfg)
         if champion is not None:
-            generated["champion"] = _champion_answers(champion, sets, primary, cfg)
+            generated[Candidate.CHAMPION] = _champion_answers(champion, sets, primary, cfg)
     return generated, (champion[0] if champion else None)
 
 
 def _score(cfg: Config, sets: Sets, views: evalsets.Views, generated, training):
     """(scores, metrics, relevance) of every candidate, the constant answer first."""
-    results = {"constant": constant_baseline(sets, training, cfg, views)[0]}
+    results = {Candidate.CONSTANT: constant_baseline(sets, training, cfg, views)[0]}
     for name, (answers, loss) in generated.items():
         results[name] = summarize(sets, answers, loss, cfg, training, views)
-    order = [n for n in ("constant", "base", "champion", "challenger") if n in results]
+    # the order of the report's columns and of reports/metrics.json
+    order = [n for n in Candidate if n in results]
     scores = {n: results[n][0] for n in order}
     metrics = {n: results[n][1] for n in order}
     boot = cfg.evaluate.bootstrap
@@ -214,9 +157,9 @@ def _score(cfg: Config, sets: Sets, views: evalsets.Views, generated, training):
     for who, by_set in rel.gaps.items():
         for set_name, by_metric in by_set.items():
             metrics[who][set_name] |= {
-                f"{m}_relevance_gap": round(iv.mean, 5) for m, iv in by_metric.items()
+                Metric(m).relevance_gap(): round(iv.mean, 5) for m, iv in by_metric.items()
             }
-    return scores, metrics, rel
+    return scores, EvalMetrics(metrics), rel
 
 
 def run(cfg: Config) -> EvaluateResult:
@@ -241,15 +184,8 @@ def run(cfg: Config) -> EvaluateResult:
     kinds = {primary: kinds[primary]} | kinds  # the report shows the primary set first
     decision = decide(scores, metrics, kinds, cfg.evaluate.gate, cfg.evaluate.bootstrap, rel)
     covered = evalsets.coverage(evalsets.test_rows(cfg), sets["test"])
-    write_json(paths.reports / "metrics.json", metrics)
-    gate = {
-        **decision.as_dict(),
-        "champion_version": champion_version,
-        "primary_set": primary,
-        "coverage": {"test": covered},
-        "near_duplicates": near,
-        "relevance": rel.as_dict(),
-    }
+    write_json(paths.reports / "metrics.json", metrics.as_dict())
+    gate = GateRecord(decision, champion_version, primary, {"test": covered}, near, rel.as_dict())
     samples = samples_of({n: {s: by[s] for s in sets} for n, by in scores.items()})
     write_jsonl(paths.reports / "eval_samples.jsonl", samples)
     md, page = report.render(
@@ -264,8 +200,8 @@ def run(cfg: Config) -> EvaluateResult:
     (paths.reports / "eval_report.md").write_text(md, encoding="utf-8")
     (paths.reports / "eval_report.html").write_text(page, encoding="utf-8")
     judged = _judge(cfg, every, scores)
-    _log_to_mlflow(cfg, metrics, decision, judged)
-    write_json(paths.reports / "gate.json", gate)
+    _log_to_mlflow(cfg, metrics, gate, judged)
+    write_json(paths.reports / "gate.json", gate.to_dict())  # last: a failed run leaves no decision
     verdict = "promote" if decision.promote else f"refuse ({', '.join(decision.failed)})"
     log.info("evaluate: %s: gate: %s", primary, verdict)
     for warning in decision.warnings:
@@ -288,45 +224,6 @@ def _sources(cfg: Config) -> list[str]:
     return lines
 
 
-def samples_of(scores: dict[str, dict[str, list[scoring.ItemScore]]]) -> list[dict]:
-    """One row per question: the question, reference and every candidate's scored answer."""
-    names = list(scores)
-    rows = []
-    for set_name, items in next(iter(scores.values())).items():
-        for k, item in enumerate(items):
-            row = {
-                "set": set_name,
-                "id": item.id,
-                "question": item.question,
-                "context": item.context,
-                "reference": item.reference,
-                "category": item.category,
-            }
-            for n in names:
-                s = scores[n][set_name][k]
-                row[n] = {
-                    "answer": s.answer,
-                    "topic": s.topic,
-                    "correct": s.correct,
-                    "cautious": s.cautious,
-                    "rouge_l": s.rouge_l,
-                    "safe": s.safe,
-                    "safety_reason": s.safety_reason,
-                    "loops": s.loops,
-                }
-            rows.append(row)
-    return rows
-
-
-def flat_metrics(metrics: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
-    return {
-        f"eval/{who}/{s}/{k}": float(v)
-        for who, sets in metrics.items()
-        for s, m in sets.items()
-        for k, v in m.items()
-    }
-
-
 def _judge(cfg: Config, sets: Sets, scores) -> Any:
     """The optional LLM judge on the primary set (challenger vs champion), report only: it
     does not vote in the gate. Off unless `evaluate.judge.endpoint` is set and a champion
@@ -336,14 +233,17 @@ def _judge(cfg: Config, sets: Sets, scores) -> Any:
     j = cfg.evaluate.judge
     if not j.enabled:
         return None
-    if "champion" not in scores:
+    if Candidate.CHAMPION not in scores:
         log.info("evaluate: LLM judge skipped: no champion to compare with")
         return None
     primary = cfg.evaluate.gate.primary_set
     items = [
         (i.question, i.reference, new.answer, old.answer)
         for i, new, old in zip(
-            sets[primary], scores["challenger"][primary], scores["champion"][primary], strict=True
+            sets[primary],
+            scores[Candidate.CHALLENGER][primary],
+            scores[Candidate.CHAMPION][primary],
+            strict=True,
         )
     ]
     result = judge.judge_pairwise(j, items)
@@ -352,33 +252,30 @@ def _judge(cfg: Config, sets: Sets, scores) -> Any:
     return result
 
 
-def _log_to_mlflow(cfg: Config, metrics, decision: GateDecision, judged) -> None:
-    """Metrics, the gate's intervals and the report into the pipeline's run. Per-answer scores
-    go in as the evaluation/eval_samples.jsonl artifact, not as an `mlflow.genai.evaluate`
-    run: that logs one trace per answer, which took ~4 s an answer on the sqlite store here
-    (15 min for 213 answers) and failed to write most traces; the LLM judge's verdicts, a few
-    dozen, do go through `mlflow.genai.evaluate` (pipeline/evaluation/judge.py)."""
+def _log_to_mlflow(cfg: Config, metrics: EvalMetrics, gate: GateRecord, judged) -> None:
+    """Metrics, the gate's intervals and the report into the pipeline's run, under the names of
+    pipeline/evaluation/keys.py. Per-answer scores go in as the evaluation/eval_samples.jsonl
+    artifact, not as an `mlflow.genai.evaluate` run: that logs one trace per answer, which took
+    ~4 s an answer on the sqlite store here (15 min for 213 answers) and failed to write most
+    traces; the LLM judge's verdicts, a few dozen, do go through `mlflow.genai.evaluate`
+    (pipeline/evaluation/judge.py)."""
     import mlflow
     from pipeline.evaluation import judge
 
     paths = cfg.paths
     with tracking.resume_run(cfg):
         if judged is not None:
-            mlflow.log_metrics({f"judge/{k}": v for k, v in judged.metrics().items()})
+            mlflow.log_metrics({keys.judge_metric(k): v for k, v in judged.metrics().items()})
             mlflow.log_dict(judged.to_dict(), "evaluation/judge.json")
             judge.log_genai_evaluation(
                 judge.pairwise_records(judged), [judge.pairwise_scorer(judged)], "evaluate-judge"
             )
-        mlflow.log_metrics(flat_metrics(metrics))
-        for r in decision.rules:
+        mlflow.log_metrics(keys.flat_metrics(metrics))
+        mlflow.set_tag(keys.PRIMARY_SET_TAG, gate.primary_set)
+        for r in gate.decision.rules:
             if r.interval:
-                mlflow.log_metrics(
-                    {
-                        f"gate/{r.rule}/low": r.interval["low"],
-                        f"gate/{r.rule}/high": r.interval["high"],
-                        f"gate/{r.rule}/mean": r.interval["mean"],
-                    }
-                )
-        mlflow.log_dict(decision.as_dict(), "gate_decision.json")
+                iv = r.interval.as_dict()
+                mlflow.log_metrics({keys.gate_interval(r.rule, b): iv[b] for b in keys.BOUNDS})
+        mlflow.log_dict(gate.decision.as_dict(), keys.GATE_DECISION_ARTIFACT)
         for name in ("eval_samples.jsonl", "eval_report.md", "eval_report.html"):
             mlflow.log_artifact(str(paths.reports / name), artifact_path="evaluation")

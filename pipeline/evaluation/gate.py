@@ -19,102 +19,44 @@ Every gain is a paired-bootstrap interval (evaluation/stats.py). A gain rule pas
 interval's bound that matters clears the threshold (the lower bound for "at least", the upper
 bound of a drop for "at most"), fails when the other bound does not clear it either, and
 otherwise stands as `insufficient` ("not enough evidence"), which refuses promotion too.
+
+Each rule is a typed `GateRule` (evaluation/results.py): a new rule is one constructor call,
+`GateRule.check(name, value, threshold, RuleKind.MIN, evidence)` for a value against a
+threshold, `GateRule.gain(...)` / `GateRule.drop(...)` for an interval, added to the rules of
+its group below.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from pipeline.config import BootstrapConfig, GateConfig
 from pipeline.evaluation.relevance import Relevance
+from pipeline.evaluation.results import (
+    Candidate,
+    GateDecision,
+    GateRule,
+    Metric,
+    RuleKind,
+    SetKind,
+)
 from pipeline.evaluation.scoring import ItemScore, per_item
 from pipeline.evaluation.stats import Interval, detectable_gain, paired_bootstrap
 
-PASS, FAIL, INSUFFICIENT = "pass", "fail", "insufficient"
-NOT_JUDGED = "not_judged"  # the metric cannot judge this set (evaluation/relevance.py): not counted
-
-
-@dataclass(frozen=True)
-class GateRule:
-    rule: str
-    value: float
-    threshold: float
-    passed: bool
-    kind: str  # "min" (value >= threshold) or "max" (value <= threshold)
-    # pass | fail | insufficient (the interval straddles the threshold) | not_judged (the
-    # metric cannot judge the set: shown, not counted)
-    status: str = PASS
-    interval: dict[str, float | int] | None = None  # 95% paired bootstrap of a gain
-    evidence: str = ""  # what was compared, in words
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    promote: bool
-    rules: tuple[GateRule, ...]
-    warnings: tuple[str, ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "promote": self.promote,
-            "rules": [asdict(r) for r in self.rules],
-            "warnings": list(self.warnings),
-        }
-
-    @property
-    def failed(self) -> list[str]:
-        return [
-            r.rule + (" (not enough evidence)" if r.status == INSUFFICIENT else "")
-            for r in self.rules
-            if not r.passed
-        ]
-
-
-def _rule(name: str, value: float, threshold: float, kind: str, evidence: str = "") -> GateRule:
-    passed = value >= threshold if kind == "min" else value <= threshold
-    return GateRule(
-        name, round(value, 5), threshold, passed, kind, PASS if passed else FAIL, None, evidence
-    )
-
-
-def _gain_rule(name: str, iv: Interval, threshold: float, evidence: str) -> GateRule:
-    """The gain must be at least `threshold`: decided on the interval's lower bound."""
-    if iv.low >= threshold:
-        status = PASS
-    elif iv.high < threshold:
-        status = FAIL
-    else:
-        status = INSUFFICIENT
-    return GateRule(
-        name, round(iv.mean, 5), threshold, status == PASS, "min", status, iv.as_dict(), evidence
-    )
-
-
-def _floor_rule(name: str, values: list[float], threshold: float, boot, evidence: str) -> GateRule:
-    """An absolute level (mean of `values`) must be at least `threshold`: the interval of the
-    level decides, as for a gain (pass on its lower bound, fail below its upper bound)."""
-    iv = paired_bootstrap(values, [0.0] * len(values), boot.resamples, boot.seed)
-    return _gain_rule(name, iv, threshold, evidence)
-
-
-def _drop_rule(name: str, iv: Interval, threshold: float, evidence: str) -> GateRule:
-    """A drop (champion minus challenger) must be at most `threshold`: its upper bound decides."""
-    if iv.high <= threshold:
-        status = PASS
-    elif iv.low > threshold:
-        status = FAIL
-    else:
-        status = INSUFFICIENT
-    return GateRule(
-        name, round(iv.mean, 5), threshold, status == PASS, "max", status, iv.as_dict(), evidence
-    )
+MIN, MAX = RuleKind.MIN, RuleKind.MAX
+CHALLENGER, BASE, CONSTANT, CHAMPION = (
+    Candidate.CHALLENGER,
+    Candidate.BASE,
+    Candidate.CONSTANT,
+    Candidate.CHAMPION,
+)
 
 
 def decide(
     scores: dict[str, dict[str, list[ItemScore]]],
-    metrics: dict[str, dict[str, dict[str, float]]],
-    kinds: dict[str, str],
+    metrics: Mapping[str, Mapping[str, Mapping[str, float]]],
+    kinds: Mapping[str, str],
     gate: GateConfig,
     boot: BootstrapConfig,
     relevance: Relevance | None = None,
@@ -126,26 +68,26 @@ def decide(
     no relevance rules)."""
     ev = _Evidence(scores, metrics, gate, boot, relevance)
     rules, warnings = _primary_rules(ev)
-    for s in (s for s, k in kinds.items() if k == "safety"):
+    for s in (s for s, k in kinds.items() if k == SetKind.SAFETY):
         rules += _safety_rules(ev, s)
-    for s in (s for s, k in kinds.items() if k == "unseen"):
+    for s in (s for s, k in kinds.items() if k == SetKind.UNSEEN):
         rules.append(
-            _rule(
+            GateRule.check(
                 f"{s}_wrong_topic_rate",
-                metrics["challenger"][s]["wrong_topic_rate"],
+                metrics[CHALLENGER][s][Metric.WRONG_TOPIC_RATE],
                 gate.max_wrong_topic_rate,
-                "max",
+                MAX,
                 f"{len(ev.new[s])} questions about conditions absent from training",
             )
         )
     rules += _behaviour_rules(ev)
-    return GateDecision(all(r.passed for r in rules), tuple(rules), tuple(warnings))
+    return GateDecision.of(rules, warnings)
 
 
 @dataclass(frozen=True)
 class _Evidence:
     scores: dict[str, dict[str, list[ItemScore]]]
-    metrics: dict[str, dict[str, dict[str, float]]]
+    metrics: Mapping[str, Mapping[str, Mapping[str, float]]]
     gate: GateConfig
     boot: BootstrapConfig
     relevance: Relevance | None = None
@@ -155,21 +97,17 @@ class _Evidence:
 
     @property
     def new(self) -> dict[str, list[ItemScore]]:
-        return self.scores["challenger"]
+        return self.scores[CHALLENGER]
 
     @property
     def champ(self) -> dict[str, list[ItemScore]] | None:
-        return self.scores.get("champion")
+        return self.scores.get(CHAMPION)
 
     def gain(self, a: list[ItemScore], b: list[ItemScore], metric: str) -> Interval:
         """a minus b, paired over the same questions."""
         return paired_bootstrap(
             per_item(a, metric), per_item(b, metric), self.boot.resamples, self.boot.seed
         )
-
-
-def _not_judged(name: str, threshold: float, kind: str, why: str) -> GateRule:
-    return GateRule(name, 0.0, threshold, True, kind, NOT_JUDGED, None, why)
 
 
 def _relevance_rules(ev: _Evidence) -> list[GateRule]:
@@ -182,9 +120,9 @@ def _relevance_rules(ev: _Evidence) -> list[GateRule]:
         return []
     primary, gate = ev.gate.primary_set, ev.gate
     rules = [
-        _gain_rule(
-            f"{metric}_relevance_gap",
-            ev.relevance.gaps["challenger"][primary][metric],
+        GateRule.gain(
+            metric.relevance_gap(),
+            ev.relevance.gaps[CHALLENGER][primary][metric],
             gate.min_relevance_gap,
             f"{primary}: own reference minus another question's, {len(ev.new[primary])} answers",
         )
@@ -195,18 +133,19 @@ def _relevance_rules(ev: _Evidence) -> list[GateRule]:
         judged = ev.relevance.judge.get(primary, {})
         why = "; ".join(f"{m}: {judged[m].evidence}" for m in GATED if m in judged)
         rules.append(
-            _rule(
+            GateRule.check(
                 "relevance_gap",
                 0.0,
                 gate.min_relevance_gap,
-                "min",
+                MIN,
                 f"no metric can judge {primary}, so no relevance is shown ({why})",
             )
         )
     return rules
 
 
-GATED = ("correctness", "rouge_l", "semantic")  # semantic: only with evaluate.semantic
+# semantic: only with evaluate.semantic
+GATED = (Metric.CORRECTNESS, Metric.ROUGE_L, Metric.SEMANTIC)
 
 
 def _stand_aside(ev: _Evidence, metric: str, threshold: float) -> list[GateRule]:
@@ -214,8 +153,10 @@ def _stand_aside(ev: _Evidence, metric: str, threshold: float) -> list[GateRule]
     primary = ev.gate.primary_set
     why = f"{metric} cannot judge {primary}: {ev.relevance.judge[primary][metric].evidence}"
     return [
-        _not_judged(f"{metric}_gain_over_base", threshold, "min", why),
-        _not_judged(f"{metric}_over_constant_baseline", ev.gate.min_gain_over_constant, "min", why),
+        GateRule.not_judged(f"{metric}_gain_over_base", threshold, MIN, why),
+        GateRule.not_judged(
+            f"{metric}_over_constant_baseline", ev.gate.min_gain_over_constant, MIN, why
+        ),
     ]
 
 
@@ -224,19 +165,19 @@ def _primary_rules(ev: _Evidence) -> tuple[list[GateRule], list[str]]:
     judge the primary set), the answer loss, and no correctness regression against the
     champion; warnings when the set is too small to show the required gain."""
     gate, primary = ev.gate, ev.gate.primary_set
-    a, b = ev.new[primary], ev.scores["base"][primary]
+    a, b = ev.new[primary], ev.scores[BASE][primary]
     rules: list[GateRule] = _relevance_rules(ev)
     warnings: list[str] = []
     for metric, threshold in (
-        ("correctness", gate.min_correctness_gain),
-        ("rouge_l", gate.min_rouge_l_gain),
+        (Metric.CORRECTNESS, gate.min_correctness_gain),
+        (Metric.ROUGE_L, gate.min_rouge_l_gain),
     ):
         if not ev.judges(primary, metric):
             rules += _stand_aside(ev, metric, threshold)
             continue
         evidence = f"{primary}: challenger minus base, {len(a)} answers"
         rules.append(
-            _gain_rule(f"{metric}_gain_over_base", ev.gain(a, b, metric), threshold, evidence)
+            GateRule.gain(f"{metric}_gain_over_base", ev.gain(a, b, metric), threshold, evidence)
         )
         detectable = detectable_gain(per_item(a, metric), per_item(b, metric))
         if detectable > threshold > 0:
@@ -245,37 +186,44 @@ def _primary_rules(ev: _Evidence) -> tuple[list[GateRule], list[str]]:
                 f"{threshold} (80% power needs about {detectable:.3f})"
             )
         rules.append(
-            _gain_rule(
+            GateRule.gain(
                 f"{metric}_over_constant_baseline",
-                ev.gain(a, ev.scores["constant"][primary], metric),
+                ev.gain(a, ev.scores[CONSTANT][primary], metric),
                 gate.min_gain_over_constant,
                 f"{primary}: challenger minus the constant answer",
             )
         )
-    base_loss = ev.metrics["base"][primary]["answer_loss"]
-    new_loss = ev.metrics["challenger"][primary]["answer_loss"]
+    base_loss = ev.metrics[BASE][primary][Metric.ANSWER_LOSS]
+    new_loss = ev.metrics[CHALLENGER][primary][Metric.ANSWER_LOSS]
     ratio = new_loss / base_loss if base_loss > 0 else 1e9
     rules.append(
-        _rule(
+        GateRule.check(
             "loss_ratio_to_base",
             ratio,
             gate.max_loss_ratio,
-            "max",
+            MAX,
             f"{primary}: teacher-forced answer loss",
         )
     )
-    if ev.judges(primary, "correctness"):
+    if ev.judges(primary, Metric.CORRECTNESS):
         rules.append(_correctness_floor(ev))
-    if ev.champ is not None and ev.judges(primary, "correctness"):
+    if ev.champ is not None and ev.judges(primary, Metric.CORRECTNESS):
         rules.append(
-            _drop_rule(
+            GateRule.drop(
                 "correctness_regression_vs_champion",
-                ev.gain(ev.champ[primary], a, "correctness"),
+                ev.gain(ev.champ[primary], a, Metric.CORRECTNESS),
                 gate.max_correctness_regression,
                 f"{primary}: champion minus challenger",
             )
         )
     return rules, warnings
+
+
+def _floor_rule(name: str, values: list[float], threshold: float, boot, evidence: str) -> GateRule:
+    """An absolute level (mean of `values`) must be at least `threshold`: the interval of the
+    level decides, as for a gain (pass on its lower bound, fail below its upper bound)."""
+    iv = paired_bootstrap(values, [0.0] * len(values), boot.resamples, boot.seed)
+    return GateRule.gain(name, iv, threshold, evidence)
 
 
 def _correctness_floor(ev: _Evidence) -> GateRule:
@@ -284,7 +232,7 @@ def _correctness_floor(ev: _Evidence) -> GateRule:
     primary = ev.gate.primary_set
     return _floor_rule(
         "correctness_floor",
-        per_item(ev.new[primary], "correctness"),
+        per_item(ev.new[primary], Metric.CORRECTNESS),
         ev.gate.min_correctness,
         ev.boot,
         f"{primary}: share of correct answers, {len(ev.new[primary])} answers",
@@ -297,7 +245,7 @@ def _safety_floors(ev: _Evidence, s: str) -> list[GateRule]:
     rules = [
         _floor_rule(
             f"{s}_pass_rate",
-            per_item(answers, "pass_rate"),
+            per_item(answers, Metric.PASS_RATE),
             ev.gate.min_safety_pass_rate,
             ev.boot,
             f"{len(answers)} probes: safe and on topic",
@@ -308,7 +256,7 @@ def _safety_floors(ev: _Evidence, s: str) -> list[GateRule]:
         rules.append(
             _floor_rule(
                 f"{s}_red_flag_pass_rate",
-                per_item(red, "pass_rate"),
+                per_item(red, Metric.PASS_RATE),
                 ev.gate.min_red_flag_pass_rate,
                 ev.boot,
                 f"{len(red)} emergencies: must send the patient to 120 / 急诊",
@@ -323,9 +271,9 @@ def _safety_rules(ev: _Evidence, s: str) -> list[GateRule]:
     rules = _safety_floors(ev, s)
     if ev.champ is not None:
         rules.append(
-            _drop_rule(
+            GateRule.drop(
                 f"{s}_regression_vs_champion",
-                ev.gain(ev.champ[s], answers, "pass_rate"),
+                ev.gain(ev.champ[s], answers, Metric.PASS_RATE),
                 ev.gate.max_safety_regression,
                 f"{s}: champion minus challenger pass rate",
             )
@@ -339,16 +287,18 @@ def _behaviour_rules(ev: _Evidence) -> list[GateRule]:
     gate = ev.gate
     every = [x for s in ev.new.values() for x in s]
     return [
-        _rule("stop_rate", _mean(x.stopped for x in every), gate.min_stop_rate, "min"),
-        _rule(
-            "template_leak_rate", _mean(x.leak for x in every), gate.max_template_leak_rate, "max"
+        GateRule.check("stop_rate", _mean(x.stopped for x in every), gate.min_stop_rate, MIN),
+        GateRule.check(
+            "template_leak_rate", _mean(x.leak for x in every), gate.max_template_leak_rate, MAX
         ),
-        _rule("identity_rate", _mean(x.identity for x in every), gate.max_identity_rate, "max"),
-        _rule(
+        GateRule.check(
+            "identity_rate", _mean(x.identity for x in every), gate.max_identity_rate, MAX
+        ),
+        GateRule.check(
             "repetition_rate",
             _mean(x.loops for x in every),
             gate.max_repetition_rate,
-            "max",
+            MAX,
             "share of looping answers",
         ),
     ]

@@ -4,11 +4,12 @@ answers. Rendered as Markdown and as a self-contained HTML page (no external ass
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.evaluation.gate import GateDecision
 from pipeline.evaluation.relevance import Relevance
+from pipeline.evaluation.results import GateDecision
 
 CONVENTIONS = (
     "Answers are greedy, to the last user turn of each held-out question (gold history before "
@@ -74,28 +75,17 @@ def _set_rows(metrics: dict, set_name: str) -> tuple[list[str], list[list[str]]]
 
 
 def _verdict(decision: GateDecision) -> list[list[str]]:
-    sign = {"min": ">=", "max": "<="}
-    label = {
-        "pass": "pass",
-        "fail": "FAIL",
-        "insufficient": "FAIL (not enough evidence)",
-        "not_judged": "not counted",
-    }
-    rows = []
-    for r in decision.rules:
-        iv = r.interval
-        shown = f"[{iv['low']:+.4f}, {iv['high']:+.4f}]" if iv else ""
-        rows.append(
-            [
-                r.rule,
-                _fmt(r.value),
-                shown,
-                f"{sign[r.kind]} {r.threshold}",
-                label[r.status],
-                r.evidence,
-            ]
-        )
-    return rows
+    return [
+        [
+            r.rule,
+            _fmt(r.value),
+            r.shown_interval(),
+            f"{r.kind.sign} {r.threshold}",
+            r.status.label,
+            r.evidence,
+        ]
+        for r in decision.rules
+    ]
 
 
 def _answer_cell(row: dict, name: str) -> str:
@@ -203,7 +193,7 @@ def _set_section(
 
 
 def render(
-    metrics: dict[str, dict[str, dict[str, float]]],
+    metrics: Mapping[str, Mapping[str, Mapping[str, float]]],
     decision: GateDecision,
     samples: list[dict],
     kinds: dict[str, str],

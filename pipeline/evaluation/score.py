@@ -26,7 +26,21 @@ from pathlib import Path
 from pipeline.config import Config
 from pipeline.errors import PipelineError
 from pipeline.evaluation import evalsets, report, scoring
-from pipeline.evaluation.gate import GateDecision, _gain_rule
+from pipeline.evaluation.candidates import (
+    answer_sets,
+    constant_baseline,
+    samples_of,
+    summarize,
+    training_answers,
+)
+from pipeline.evaluation.results import (
+    Candidate,
+    EvalMetrics,
+    GateDecision,
+    GateRule,
+    Metric,
+    SetKind,
+)
 from pipeline.evaluation.stats import paired_bootstrap
 from pipeline.io import write_json, write_jsonl
 from pipeline.modeling import ModelSpec, load_model, load_tokenizer, load_with_adapter
@@ -37,7 +51,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ScoreResult:
     model: str
-    metrics: dict[str, dict[str, dict[str, float]]]
+    metrics: EvalMetrics
     intervals: dict[str, dict[str, float | int]]
     out: Path
 
@@ -62,9 +76,9 @@ def _over_constant(cfg: Config, sets: dict, scores: dict, c_scores: dict):
     rules = []
     intervals: dict[str, dict[str, float | int]] = {}
     for s, items in sets.items():
-        if items[0].kind != "reference":
+        if items[0].kind != SetKind.REFERENCE:
             continue
-        for metric in ("correctness", "rouge_l"):
+        for metric in (Metric.CORRECTNESS, Metric.ROUGE_L):
             iv = paired_bootstrap(
                 scoring.per_item(scores[s], metric),
                 scoring.per_item(c_scores[s], metric),
@@ -73,22 +87,29 @@ def _over_constant(cfg: Config, sets: dict, scores: dict, c_scores: dict):
             )
             intervals[f"{s}/{metric}_over_constant"] = iv.as_dict()
             rules.append(
-                _gain_rule(f"{s}: {metric} over constant", iv, 1e-9, "model minus constant")
+                GateRule.gain(f"{s}: {metric} over constant", iv, 1e-9, "model minus constant")
             )
     return intervals, rules
 
 
 def _write(
-    cfg: Config, out: Path, label: str, sets: dict, all_scores: dict, metrics, intervals, rules
+    cfg: Config,
+    out: Path,
+    label: str,
+    sets: dict,
+    all_scores: dict,
+    metrics: EvalMetrics,
+    intervals,
+    rules,
 ):
     """score.json, samples.jsonl and report.{md,html} under `out`."""
-    from pipeline.evaluation.evaluate import samples_of
-
-    decision = GateDecision(all(r.passed for r in rules), tuple(rules))
+    decision = GateDecision.of(rules)
     kinds = {s: items[0].kind for s, items in sets.items()}
     samples = samples_of(all_scores)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "score.json", {"model": label, "metrics": metrics, "intervals": intervals})
+    write_json(
+        out / "score.json", {"model": label, "metrics": metrics.as_dict(), "intervals": intervals}
+    )
     write_jsonl(out / "samples.jsonl", samples)
     md, page = report.render(
         metrics,
@@ -122,13 +143,6 @@ def run(
     base: bool = False,
     out: Path | None = None,
 ) -> ScoreResult:
-    from pipeline.evaluation.evaluate import (
-        answer_sets,
-        constant_baseline,
-        summarize,
-        training_answers,
-    )
-
     if sum([version is not None, alias is not None, base]) != 1:
         raise PipelineError("score: give exactly one of --version, --alias, --base")
     out = out or cfg.paths.reports / "score"
@@ -138,17 +152,19 @@ def run(
         answers = answer_sets(label, model, tok, spec, sets, cfg)
     training = training_answers(cfg)
     scores, model_metrics = summarize(sets, answers, None, cfg, training)
-    metrics = {"model": model_metrics}
-    all_scores = {"model": scores}
+    metrics = {Candidate.MODEL: model_metrics}
+    all_scores = {Candidate.MODEL: scores}
     rules = []
     intervals: dict[str, dict[str, float | int]] = {}
     if training is not None:
         (c_scores, c_metrics), _ = constant_baseline(sets, training, cfg)
-        metrics = {"constant": c_metrics, **metrics}
-        all_scores = {"constant": c_scores, **all_scores}
+        metrics = {Candidate.CONSTANT: c_metrics, **metrics}
+        all_scores = {Candidate.CONSTANT: c_scores, **all_scores}
         intervals, rules = _over_constant(cfg, sets, scores, c_scores)
     else:
         log.warning("score: no training split, so no constant baseline to compare with")
+    metrics = EvalMetrics(metrics)
     _write(cfg, out, label, sets, all_scores, metrics, intervals, rules)
-    log.info("score: %s: %s", label, json.dumps(metrics["model"], ensure_ascii=False)[:400])
+    shown = json.dumps(metrics.as_dict()[Candidate.MODEL], ensure_ascii=False)
+    log.info("score: %s: %s", label, shown[:400])
     return ScoreResult(label, metrics, intervals, out)

@@ -17,13 +17,15 @@ import hashlib
 import json
 import logging
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config
 from pipeline.errors import PipelineError
+from pipeline.evaluation import keys
+from pipeline.evaluation.results import GateRecord
 from pipeline.io import write_json
 from pipeline.modeling import ModelSpec
 from pipeline.registry import fingerprint, tracking
@@ -125,17 +127,6 @@ def _log_model(cfg: Config, registered_name: str):
         return registered_model.log_model(artifacts, _requirements(), registered_name)
 
 
-def gate_tag(rule: dict) -> str:
-    """One rule as a version tag: value, 95% interval when it has one, verdict, threshold."""
-    iv = rule.get("interval")
-    shown = f" [{iv['low']}, {iv['high']}]" if iv else ""
-    status = rule.get("status") or ("pass" if rule["passed"] else "fail")
-    if status == "insufficient":
-        status = "fail: not enough evidence"
-    sign = ">=" if rule["kind"] == "min" else "<="
-    return f"{rule['value']}{shown} ({status}; {sign} {rule['threshold']})"
-
-
 @dataclass(frozen=True)
 class RegisterResult:
     """The registered version, its aliases and the gate decision it carries (also
@@ -146,7 +137,7 @@ class RegisterResult:
     run_id: str
     aliases: list[str]
     awaiting_approval: bool  # passed the gate; `champion` waits for a reviewer
-    gate: dict[str, Any]
+    gate: GateRecord  # reports/gate.json, as evaluate decided it
 
     @property
     def promoted(self) -> bool:
@@ -154,6 +145,17 @@ class RegisterResult:
 
     def __str__(self) -> str:
         return f"register: {self.model_name} version {self.version} ({', '.join(self.aliases)})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """reports/registration.json."""
+        return {
+            "model_name": self.model_name,
+            "version": self.version,
+            "run_id": self.run_id,
+            "aliases": list(self.aliases),
+            "awaiting_approval": self.awaiting_approval,
+            "gate": self.gate.to_dict(),
+        }
 
 
 def stale_champion(c, name: str, gate: dict[str, Any]) -> str | None:
@@ -178,7 +180,8 @@ def run(cfg: Config) -> RegisterResult:
     git = fingerprint.git_state(cfg.root)
     check_clean(cfg, git)  # before anything is read, logged or registered
     paths = cfg.paths
-    gate = json.loads((paths.reports / "gate.json").read_text())
+    gate = GateRecord.read(paths.reports / "gate.json")
+    decision = gate.decision
     name = cfg.register_.model_name
     tags = {f"lineage.{k}": v for k, v in lineage(cfg, git).items()}
     with tracking.resume_run(cfg) as active:
@@ -188,26 +191,27 @@ def run(cfg: Config) -> RegisterResult:
             tags["lineage.validation_report"] = (
                 f"runs:/{active.info.run_id}/validation/summary.json"
             )
-        mlflow.set_tags({"gate.promote": str(gate["promote"]), **tags})
+        mlflow.set_tags({keys.GATE_PROMOTE_TAG: str(decision.promote), **tags})
         info = _log_model(cfg, name)
         version = str(info.registered_model_version)
         c = registry.client(cfg)
         c.set_registered_model_alias(name, registry.CHALLENGER, version)
-        tags |= {"gate.promote": str(gate["promote"]), "run_id": active.info.run_id}
-        tags |= {f"gate.{r['rule']}": gate_tag(r) for r in gate["rules"]}
+        tags |= {keys.GATE_PROMOTE_TAG: str(decision.promote), "run_id": active.info.run_id}
+        tags |= {keys.gate_tag_key(r.rule): r.tag() for r in decision.rules}
         for key, value in tags.items():
             c.set_model_version_tag(name, version, key, value)
-        awaiting = gate["promote"] and cfg.evaluate.gate.require_approval
-        stale = stale_champion(c, name, gate) if gate["promote"] and not awaiting else None
-        promoted = gate["promote"] and not awaiting and stale is None
+        awaiting = decision.promote and cfg.evaluate.gate.require_approval
+        seen = json.loads((paths.reports / "gate.json").read_text(encoding="utf-8"))
+        stale = stale_champion(c, name, seen) if decision.promote and not awaiting else None
+        promoted = decision.promote and not awaiting and stale is None
         if promoted:
             registry.set_champion(c, name, version)
         elif stale:
             c.set_model_version_tag(name, version, "gate.stale_champion", stale)
-    failed = [r["rule"] for r in gate["rules"] if not r["passed"]]
+    failed = [r.rule for r in decision.rules if not r.passed]
     verdict = (
         f"NOT promoted (failed: {', '.join(failed)})"
-        if not gate["promote"]
+        if not decision.promote
         else f"passed the gate; champion NOT moved: {stale}"
         if stale
         else "passed the gate; champion NOT moved: evaluate.gate.require_approval is on "
@@ -224,5 +228,5 @@ def run(cfg: Config) -> RegisterResult:
         awaiting,
         gate,
     )
-    write_json(paths.reports / "registration.json", asdict(result))
+    write_json(paths.reports / "registration.json", result.to_dict())
     return result

@@ -143,21 +143,32 @@ def _failed_rules(tags: dict[str, str]) -> str:
 
 
 def list_versions(cfg: Config) -> list[dict[str, Any]]:
+    """Every version: aliases, gate verdict, and its run's numbers on the set its gate decided
+    on (correctness, ROUGE-L) and its safety probes' pass rate, read back through the names
+    `evaluate` logged them with (pipeline/evaluation/keys.py)."""
+    from pipeline.evaluation import keys
+
     name = cfg.register_.model_name
     c = client(cfg)
     rows = []
     found = c.search_model_versions(f"name='{name}'")
     for number in sorted(int(m.version) for m in found):
         mv = c.get_model_version(name, str(number))  # search results carry no aliases
-        metrics = c.get_run(mv.run_id).data.metrics if mv.run_id else {}
+        data = c.get_run(mv.run_id).data if mv.run_id else None
+        shown = keys.summary(
+            data.metrics if data else {},
+            data.tags if data else {},
+            cfg.evaluate.gate.primary_set,
+        )
         rows.append(
             {
                 "version": int(mv.version),
                 "aliases": list(mv.aliases),
-                "gate": "pass" if mv.tags.get("gate.promote") == "True" else "fail",
-                "rouge_l": metrics.get("eval/challenger/rouge_l"),
-                "bleu4": metrics.get("eval/challenger/bleu4"),
-                "answer_loss": metrics.get("eval/challenger/answer_loss"),
+                "gate": "pass" if mv.tags.get(keys.GATE_PROMOTE_TAG) == "True" else "fail",
+                "set": shown.primary_set,
+                "correctness": shown.correctness,
+                "rouge_l": shown.rouge_l,
+                "safety": shown.safety,
             }
         )
     return rows
@@ -219,11 +230,14 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     def num(x: float | None) -> str:
         return "-" if x is None else f"{x:.4f}"
 
-    lines = [f"{'version':>7}  {'aliases':<22} {'gate':<5} {'rouge_l':>8} {'bleu4':>8} {'loss':>8}"]
+    lines = [
+        f"{'version':>7}  {'aliases':<22} {'gate':<5} {'set':<14} "
+        f"{'correct':>8} {'rouge_l':>8} {'safety':>8}"
+    ]
     for r in rows:
         lines.append(
-            f"{r['version']:>7}  {','.join(r['aliases']):<22} {r['gate']:<5} "
-            f"{num(r['rouge_l']):>8} {num(r['bleu4']):>8} {num(r['answer_loss']):>8}"
+            f"{r['version']:>7}  {','.join(r['aliases']):<22} {r['gate']:<5} {r['set']:<14} "
+            f"{num(r['correctness']):>8} {num(r['rouge_l']):>8} {num(r['safety']):>8}"
         )
     return "\n".join(lines)
 

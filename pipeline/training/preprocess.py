@@ -23,9 +23,9 @@ from pipeline import SPLITS
 from pipeline.config import Config
 from pipeline.generation import (  # noqa: F401 - encode and its parts are preprocess's API too
     IGNORE,
-    _token_labels,
     answer_spans,
     encode,
+    token_labels,
 )
 from pipeline.io import atomic_dir, read_jsonl, write_json
 from pipeline.modeling import ModelSpec, chat_messages, load_tokenizer

@@ -113,8 +113,9 @@ def test_flow_registers_gates_promotes_and_rolls_back(tmp_path, prefect_harness,
     # A deliberately degraded run (learning rate 0: the adapter is the base) under the real
     # gate: registered as challenger, refused, and the champion does not move.
     result = register_degraded(root)
-    assert result.version == 2 and result.gate["promote"] is False
-    assert "rouge_l_gain_over_base" in [r["rule"] for r in result.gate["rules"] if not r["passed"]]
+    degraded_metrics = json.loads((cfg.paths.reports / "metrics.json").read_text())
+    assert result.version == 2 and result.gate.decision.promote is False
+    assert "rouge_l_gain_over_base" in [r.rule for r in result.gate.decision.rules if not r.passed]
     assert int(client.get_model_version_by_alias(name, "challenger").version) == 2
     assert int(client.get_model_version_by_alias(name, "champion").version) == 1
     assert client.get_model_version(name, "2").tags["gate.promote"] == "False"
@@ -173,6 +174,15 @@ def test_flow_registers_gates_promotes_and_rolls_back(tmp_path, prefect_harness,
     listed = registry.list_versions(cfg)
     assert [(r["version"], r["gate"]) for r in listed] == [(1, "pass"), (2, "fail")]
     assert "champion" in listed[0]["aliases"]
+    # Each version shows its own run's numbers on the primary set and the safety probes, as
+    # evaluate wrote them to reports/metrics.json (version 1's before version 2 replaced it).
+    for row, m in zip(listed, (metrics, degraded_metrics), strict=True):
+        shown = (row["set"], row["correctness"], row["rouge_l"], row["safety"])
+        test, safety = m["challenger"]["test"], m["challenger"]["safety"]
+        assert shown == ("test", test["correctness"], test["rouge_l"], safety["pass_rate"])
+    table = registry.format_table(listed).splitlines()
+    assert table[0].split()[-4:] == ["set", "correct", "rouge_l", "safety"]
+    assert all(" - " not in line + " " for line in table[1:]), table
 
 
 def test_bad_data_stops_the_flow_before_anything_trains(tmp_path, prefect_harness, monkeypatch):

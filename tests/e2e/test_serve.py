@@ -249,7 +249,7 @@ def test_serve_answers_like_the_registry_and_follows_the_champion(tmp_path, monk
         # A different version 2 (learning rate 0: the base itself), refused by the real gate;
         # the server keeps version 1 until the alias moves, then switches without a restart.
         result = register_degraded(root)
-        assert result.version == 2 and result.gate["promote"] is False
+        assert result.version == 2 and result.gate.decision.promote is False
         assert http.get("/health").json()["version"] == "1"
         new = _expected(name, "2", [{"role": "user", "content": QUESTION}])
         new_multi = _expected(name, "2", MULTI_TURN)

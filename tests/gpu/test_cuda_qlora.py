@@ -26,14 +26,14 @@ def test_4bit_qlora_trains_on_cuda(tmp_path):
 
     from pipeline.config import load_config
     from pipeline.modeling import ModelSpec, load_model
-    from pipeline.training.base import _new_model, build_tokenizer
+    from pipeline.training.tiny import build_tokenizer, new_model
 
     sys.path.insert(0, str(REPO / "benchmarks"))
     import gpu_qlora
 
     cfg = load_config(REPO / "params.yaml")
     tok = build_tokenizer(["感冒有什么症状？发热、咳嗽、流鼻涕。"] * 20, 400)
-    _new_model(tok, cfg.tiny).save_pretrained(tmp_path, safe_serialization=True)
+    new_model(tok, cfg.tiny).save_pretrained(tmp_path, safe_serialization=True)
     tok.save_pretrained(tmp_path)
     spec = ModelSpec(
         source=str(tmp_path),

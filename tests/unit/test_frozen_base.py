@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from pipeline.config import load_config
-from pipeline.training.train import lora_model
+from pipeline.training.lora import lora_model
 from tests.conftest import TINY_OVERRIDES
 
 

@@ -107,8 +107,8 @@ def test_a_clear_improvement_is_promoted_with_intervals_for_every_gain():
     )
     assert d.promote, d.failed
     gain = next(r for r in d.rules if r.rule == "correctness_gain_over_base")
-    assert gain.interval["low"] > 0.3 and gain.interval["high"] <= 1.0 + 1e-9
-    assert gain.interval["resamples"] == 1000 and gain.interval["n"] == N
+    assert gain.interval.low > 0.3 and gain.interval.high <= 1.0 + 1e-9
+    assert gain.interval.resamples == 1000 and gain.interval.n == N
     assert all(r.interval for r in d.rules if r.rule.endswith(("_over_base", "_baseline")))
 
 
@@ -119,7 +119,7 @@ def test_a_fluent_wrong_condition_model_is_refused_on_correctness():
     assert not d.promote
     assert "correctness_gain_over_base" in d.failed
     rule = next(r for r in d.rules if r.rule == "correctness_gain_over_base")
-    assert rule.status == "fail" and rule.interval["high"] < 0.3
+    assert rule.status == "fail" and rule.interval.high < 0.3
 
 
 def test_a_gain_whose_interval_straddles_the_threshold_is_not_enough_evidence():
@@ -130,7 +130,7 @@ def test_a_gain_whose_interval_straddles_the_threshold_is_not_enough_evidence():
         {"constant": CONSTANT, "base": _candidate(NONE, 0.1), "challenger": _candidate(some, 0.9)}
     )
     rule = next(r for r in d.rules if r.rule == "correctness_gain_over_base")
-    assert rule.status == "insufficient" and rule.interval["low"] < 0.3 < rule.interval["high"]
+    assert rule.status == "insufficient" and rule.interval.low < 0.3 < rule.interval.high
     assert not d.promote and "correctness_gain_over_base (not enough evidence)" in d.failed
 
 
@@ -208,7 +208,7 @@ def test_a_first_version_is_held_to_the_correctness_floor():
     floor = next(r for r in d.rules if r.rule == "correctness_floor")
     gain = next(r for r in d.rules if r.rule == "correctness_gain_over_base")
     assert gain.passed and not d.promote and d.failed == ["correctness_floor (not enough evidence)"]
-    assert floor.interval["low"] < 0.7 < floor.interval["high"] and floor.interval["n"] == N
+    assert floor.interval.low < 0.7 < floor.interval.high and floor.interval.n == N
     worse = [1.0] * 30 + [0.0] * 30  # half of them: the interval is below the floor
     d = _decide(
         {"constant": CONSTANT, "base": _candidate(NONE, 0.1), "challenger": _candidate(worse, 0.9)}
@@ -250,6 +250,6 @@ def test_safety_floors_hold_on_every_probe_set_and_decide_on_the_interval():
 
     low = decide_with(0.3)  # 12 of 40 emergencies: the other probe set alone passes
     rule = next(r for r in low.rules if r.rule == "independent_red_flag_pass_rate")
-    assert rule.status == "fail" and rule.interval["high"] < 0.5 and not low.promote
+    assert rule.status == "fail" and rule.interval.high < 0.5 and not low.promote
     assert next(r for r in low.rules if r.rule == "safety_red_flag_pass_rate").passed
     assert decide_with(1.0).promote, decide_with(1.0).failed

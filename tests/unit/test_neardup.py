@@ -9,7 +9,7 @@ from itertools import combinations
 import pytest
 
 from pipeline.config import load_config
-from pipeline.data import split
+from pipeline.data import partition
 from pipeline.text import neardup
 from tests.conftest import REAL_CSV, REPO, real_corpus_rows
 
@@ -129,7 +129,7 @@ def test_flag_held_out():
 
 def _parts(rows: list[dict], threshold: float | None) -> dict[str, list[dict]]:
     cfg = load_config(REPO / "params.yaml", {"split.near_duplicate_threshold": threshold})
-    return split.partition(rows, cfg.split)[0]
+    return partition.partition(rows, cfg.split)[0]
 
 
 def _side(parts: dict[str, list[dict]], question: str) -> str:
@@ -143,8 +143,8 @@ def _side(parts: dict[str, list[dict]], question: str) -> str:
 
 def test_split_keeps_near_duplicates_together():
     cfg = load_config(REPO / "params.yaml").split
-    assert (split.assign(Q_TRAIN, cfg), split.assign(Q_TEST, cfg)) == ("train", "test")
-    assert (split.assign(A_TRAIN_Q, cfg), split.assign(A_TEST_Q, cfg)) == ("train", "test")
+    assert (partition.assign(Q_TRAIN, cfg), partition.assign(Q_TEST, cfg)) == ("train", "test")
+    assert (partition.assign(A_TRAIN_Q, cfg), partition.assign(A_TEST_Q, cfg)) == ("train", "test")
     rows = [
         _row(Q_TRAIN, "多休息，必要时做心电图检查一下。"),
         _row(Q_TEST, "建议尽快去心内科做检查，排除冠心病。"),
@@ -158,20 +158,20 @@ def test_split_keeps_near_duplicates_together():
         "train",
         "test",
     ]
-    assert split.leakage(exact, None) == []
-    leaks = split.leakage(exact, 0.7)
+    assert partition.leakage(exact, None) == []
+    leaks = partition.leakage(exact, 0.7)
     assert len(leaks) == 2 and leaks[0].startswith("~A:") and leaks[1].startswith("~Q:")
     near = _parts(rows, 0.7)
     assert _side(near, Q_TRAIN) == _side(near, Q_TEST)
     assert _side(near, A_TRAIN_Q) == _side(near, A_TEST_Q)
-    assert split.leakage(near, 0.7) == []
+    assert partition.leakage(near, 0.7) == []
 
 
 def test_split_does_not_chain_templated_answers():
     rows = [_row(f"我得了{x}怎么办", DEFERRAL.format(x)) for x in DEFERRED]
-    assert len(set(split._groups(rows, 0.7))) == len(rows)
+    assert len(set(partition._groups(rows, 0.7))) == len(rows)
     parts = {"train": rows[:2], "val": [], "test": rows[2:]}
-    assert split.leakage(parts, 0.7) == []
+    assert partition.leakage(parts, 0.7) == []
 
 
 @pytest.mark.skipif(not REAL.exists(), reason=f"{REAL} not present (the shared real corpus)")
@@ -182,5 +182,5 @@ def test_real_corpus_split_has_no_near_duplicates_across_train_and_test():
         if key not in seen:
             seen.add(key)
             rows.append(row)
-    assert any(x.startswith("~") for x in split.leakage(_parts(rows, None), 0.7))
-    assert split.leakage(_parts(rows, 0.7), 0.7) == []
+    assert any(x.startswith("~") for x in partition.leakage(_parts(rows, None), 0.7))
+    assert partition.leakage(_parts(rows, 0.7), 0.7) == []

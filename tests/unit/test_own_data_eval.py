@@ -13,7 +13,8 @@ import pytest
 
 from pipeline.config import BootstrapConfig
 from pipeline.evaluation import evalsets, relevance, scoring
-from pipeline.evaluation.gate import NOT_JUDGED, decide
+from pipeline.evaluation.gate import decide
+from pipeline.evaluation.results import RuleStatus
 from pipeline.generation import Answer
 from pipeline.text.medterms import TrainingAnswers
 from tests.conftest import REAL_CSV, REPO, read_rows, real_corpus_rows
@@ -203,7 +204,7 @@ def test_on_real_free_text_a_one_answer_model_is_refused_and_correctness_cannot_
     d = decide(scores, metrics, {"test": "reference"}, gate, BOOT, rel)
     rules = {r.rule: r for r in d.rules}
     assert not d.promote and not rules["rouge_l_relevance_gap"].passed
-    assert rules["correctness_gain_over_base"].status == NOT_JUDGED
+    assert rules["correctness_gain_over_base"].status is RuleStatus.NOT_JUDGED
     assert "correctness_relevance_gap" not in rules
 
 

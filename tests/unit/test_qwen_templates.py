@@ -9,8 +9,8 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.modeling import TEMPLATES, ModelSpec, load_tokenizer, render_chat
-from pipeline.training.preprocess import IGNORE, _token_labels, answer_spans, encode
-from pipeline.training.train import lora_targets
+from pipeline.training.lora import lora_targets
+from pipeline.training.preprocess import IGNORE, answer_spans, encode, token_labels
 from tests.conftest import ASSETS, read_rows
 
 SYSTEM = {"role": "system", "content": "你是医生。"}
@@ -31,7 +31,7 @@ NO_THINK = "<think>\n\n</think>\n\n"
 @pytest.fixture(scope="module")
 def qwen3_tokenizer():
     """The tiny BPE with Qwen3's template and its <think> / </think> added tokens."""
-    from pipeline.training.base import build_tokenizer
+    from pipeline.training.tiny import build_tokenizer
 
     rows = read_rows(ASSETS / "conversations.jsonl")
     tok = build_tokenizer(["\n".join(t["content"] for t in r["conversations"]) for r in rows], 600)
@@ -145,7 +145,7 @@ def test_slow_tokenizer_path_gives_the_same_labels(tiny_tokenizer):
 
     messages = [SYSTEM, *MULTI]
     text, spans = answer_spans(tiny_tokenizer, messages)
-    assert _token_labels(Slow(), text, spans) == _token_labels(tiny_tokenizer, text, spans)
+    assert token_labels(Slow(), text, spans) == token_labels(tiny_tokenizer, text, spans)
 
 
 def _remote_code_dir(tmp_path, tok):

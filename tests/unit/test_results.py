@@ -22,14 +22,23 @@ def _round_trip(tmp_path: Path, stage: str, result):
 def test_results_come_back_as_the_dataclasses_the_stages_returned(tmp_path):
     from pipeline.data.split import SplitResult
     from pipeline.evaluation.evaluate import EvaluateResult
-    from pipeline.evaluation.gate import GateDecision, GateRule
+    from pipeline.evaluation.results import (
+        EvalMetrics,
+        GateDecision,
+        GateRecord,
+        GateRule,
+        RuleKind,
+    )
+    from pipeline.evaluation.stats import Interval
     from pipeline.registry.register import RegisterResult
     from pipeline.training.base import BaseResult
 
-    rule = GateRule("correctness_gain", 0.31, 0.3, True, "min", "pass", {"low": 0.2, "n": 75})
-    decision = GateDecision(True, (rule, GateRule("stop_rate", 0.9, 0.8, True, "min")), ("w",))
-    evaluated = EvaluateResult({"test": {"challenger": {"rouge_l": 0.5}}}, decision, Path("r.html"))
-    registered = RegisterResult("m", 3, "run", ["challenger", "champion"], False, {"promote": 1})
+    rule = GateRule.gain("correctness_gain", Interval(0.31, 0.2, 0.4, 75, 1000), 0.1)
+    decision = GateDecision.of([rule, GateRule.check("stop_rate", 0.9, 0.8, RuleKind.MIN)], ["w"])
+    metrics = EvalMetrics({"challenger": {"test": {"rouge_l": 0.5}}})
+    evaluated = EvaluateResult(metrics, decision, Path("r.html"))
+    record = GateRecord(decision, "2", "test", {"test": {"n": 8}})
+    registered = RegisterResult("m", 3, "run", ["challenger", "champion"], False, record)
     for stage, result in [
         ("split", SplitResult(Path("data/split"), {"train": 8, "val": 1, "test": 1})),
         ("base", BaseResult(Path("models/base"), True, 700, 1234, 0.25, 9.5, 40, 3.0)),
@@ -40,7 +49,8 @@ def test_results_come_back_as_the_dataclasses_the_stages_returned(tmp_path):
         assert back == result and type(back) is type(result)
     assert _round_trip(tmp_path, "register", registered).promoted  # a real RegisterResult
     back = _round_trip(tmp_path, "evaluate", evaluated)
-    assert isinstance(back.decision.rules, tuple) and back.decision.rules[0].interval["n"] == 75
+    assert isinstance(back.decision.rules, tuple) and back.decision.rules[0].interval.n == 75
+    assert back.metrics.value("challenger", "test", "rouge_l") == 0.5
     assert isinstance(back.report, Path)
 
 

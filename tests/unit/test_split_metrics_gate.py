@@ -1,7 +1,7 @@
 import pytest
 
 from pipeline.config import SplitConfig
-from pipeline.data.split import assign
+from pipeline.data.partition import assign
 from pipeline.text.textmetrics import bleu4, repetition, rouge_l, rouge_n, words
 from tests.conftest import REPO
 
