@@ -5,7 +5,8 @@ rejected at load time with the offending key path, so a typo never silently fall
 default. Defaults live in params.yaml only: every field here is required.
 
 Every section is typed here except `evaluate.judge` (evaluation/judge_config.py, the judge's own
-URL and key checks); the files the stages read and write are `cfg.paths` (pipeline/paths.py).
+URL and key checks) and `align` (training/align_config.py); the files the stages read and write
+are `cfg.paths` (pipeline/paths.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pipeline.errors import ConfigError
 from pipeline.evaluation.judge_config import JudgeConfig
 from pipeline.paths import Paths
+from pipeline.training.align_config import AlignConfig
 
 BUILTIN_BASE = "tiny-qwen"
 
@@ -322,6 +324,7 @@ class Config(_Section):
     tiny: TinyModelConfig
     preprocess: PreprocessConfig
     train: TrainConfig
+    align: AlignConfig  # pipeline/training/align_config.py
     evaluate: EvaluateConfig
     register_: RegisterConfig = Field(alias="register")
     serve: ServeConfig
