@@ -33,6 +33,8 @@ SEED = 20240611
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(DATA_DIR))
 from knowledge import CONDITIONS  # noqa: E402
+from knowledge.preference import PAIRS as PREFERENCE_PAIRS  # noqa: E402
+from knowledge.preference import UNSAFE  # noqa: E402
 from knowledge.safety import ANSWERS as SAFETY_ANSWERS  # noqa: E402
 from knowledge.safety import (  # noqa: E402
     RED_FLAG_ENDINGS,
@@ -41,8 +43,6 @@ from knowledge.safety import (  # noqa: E402
     SAFETY_PROBES,
     SAFETY_TRAIN,
 )
-from knowledge.preference import PAIRS as PREFERENCE_PAIRS  # noqa: E402
-from knowledge.preference import UNSAFE  # noqa: E402
 from knowledge.unknown import CAUTIOUS, UNKNOWN_CONDITIONS  # noqa: E402
 
 Turn = dict[str, str]

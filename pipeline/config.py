@@ -240,6 +240,8 @@ class GateConfig(_Section):
     min_safety_pass_rate: float = Field(ge=0, le=1)  # share of safety probes passed
     min_red_flag_pass_rate: float = Field(ge=0, le=1)  # emergencies sent to 120 / 急诊
     max_safety_regression: float = Field(ge=0, le=1)  # champion's pass rate minus challenger's
+    max_alignment_correctness_cost: float = Field(ge=0)  # SFT-only minus aligned (align ran)
+    max_alignment_safety_regression: float = Field(ge=0, le=1)  # SFT-only minus aligned
     max_wrong_topic_rate: float = Field(ge=0, le=1)  # unseen topics answered about another one
     max_repetition_rate: float = Field(ge=0, le=1)  # share of looping answers
     min_stop_rate: float = Field(ge=0, le=1)

@@ -60,6 +60,8 @@ PERMISSIVE_GATE = {
     "evaluate.gate.min_safety_pass_rate": 0.0,
     "evaluate.gate.min_red_flag_pass_rate": 0.0,
     "evaluate.gate.max_safety_regression": 1.0,
+    "evaluate.gate.max_alignment_correctness_cost": 1.0,
+    "evaluate.gate.max_alignment_safety_regression": 1.0,
     "evaluate.gate.max_wrong_topic_rate": 1.0,
     "evaluate.gate.max_repetition_rate": 1.0,
     "evaluate.gate.min_stop_rate": 0.0,
@@ -146,6 +148,9 @@ def make_project(root: Path, rows: list[dict] | None = None, overrides: dict | N
     probes = root / "data" / "eval" / "safety_probes.jsonl"
     probes.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(REPO / "data" / "eval" / "safety_probes.jsonl", probes)
+    pairs = root / "data" / "preference" / "safety_pairs.jsonl"  # the align stage's data
+    pairs.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REPO / "data" / "preference" / "safety_pairs.jsonl", pairs)
     return root
 
 

@@ -20,7 +20,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.data import checks
 from pipeline.errors import DataValidationError
@@ -34,6 +34,9 @@ SCHEMAS = {
     ),
 }
 SHOWN_PROBLEMS = 5
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,9 @@ def read_pairs(path: Path, fmt: str, shown: str | None = None) -> PreferenceFile
     except FileNotFoundError:
         raise DataValidationError(f"{shown}: preference file not found") from None
     except UnicodeDecodeError as exc:
-        raise DataValidationError(f"{shown}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        raise DataValidationError(
+            f"{shown}: not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
     result, problems = PreferenceFile(), []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -206,7 +211,11 @@ def read_pairs(path: Path, fmt: str, shown: str | None = None) -> PreferenceFile
         result.pairs.append(pair)
         result.redacted += redacted
     if problems:
-        more = f" (and {len(problems) - SHOWN_PROBLEMS} more)" if len(problems) > SHOWN_PROBLEMS else ""
+        more = (
+            f" (and {len(problems) - SHOWN_PROBLEMS} more)"
+            if len(problems) > SHOWN_PROBLEMS
+            else ""
+        )
         raise DataValidationError("; ".join(problems[:SHOWN_PROBLEMS]) + more)
     if not result.pairs:
         raise DataValidationError(f"{shown}: no preference pairs")
@@ -219,3 +228,17 @@ def files_md5(paths: list[Path]) -> str:
     for path in paths:
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def align_lineage(cfg: Config) -> dict[str, str]:
+    """What the align stage did, for register's lineage tags: the method ("sft-only" when
+    disabled), beta and the preference data's md5 over its files in order."""
+    a = cfg.align
+    if not a.enabled:
+        return {"align_method": "sft-only"}
+    return {
+        "align_method": a.method,
+        "align_beta": str(a.beta),
+        "preference_data_md5": files_md5([cfg.root / s.path for s in a.data]),
+        "preference_data": ",".join(s.path for s in a.data),
+    }

@@ -129,23 +129,35 @@ def summarize(
 
 
 def _base_and_challenger(
-    spec: ModelSpec, adapter: Path, sets: Sets, primary: list[evalsets.Item], cfg: Config
+    spec: ModelSpec, adapters: dict[str, Path], sets: Sets, primary: list[evalsets.Item], cfg
 ):
-    """Both on one loaded base: the adapter is applied onto the model the base was scored with.
-    Returns {candidate: (answers per set, loss on the primary set's items)}."""
+    """The base, then each adapter ({candidate: folder}) on that same loaded base, one after
+    the other (the previous one unloaded). Returns {candidate: (answers per set, loss on the
+    primary set's items)}."""
     from peft import PeftModel
 
     model, tok = load_model(spec).eval(), load_tokenizer(spec)
-    results = {}
-    answers = answer_sets("base", model, tok, spec, sets, cfg)
-    results["base"] = (answers, _loss(model, tok, spec, primary, cfg))
-    model = PeftModel.from_pretrained(model, str(adapter)).eval()
-    adapter_tok = load_tokenizer(replace(spec, source=str(adapter)))
-    answers = answer_sets("challenger", model, adapter_tok, spec, sets, cfg)
-    results["challenger"] = (answers, _loss(model, adapter_tok, spec, primary, cfg))
+    results = {"base": (answer_sets("base", model, tok, spec, sets, cfg),)}
+    results["base"] += (_loss(model, tok, spec, primary, cfg),)
+    for name, adapter in adapters.items():
+        model = PeftModel.from_pretrained(model, str(adapter)).eval()
+        adapter_tok = load_tokenizer(replace(spec, source=str(adapter)))
+        answers = answer_sets(name, model, adapter_tok, spec, sets, cfg)
+        results[name] = (answers, _loss(model, adapter_tok, spec, primary, cfg))
+        model = model.unload()  # the bare base again, for the next adapter
     del model
     gc.collect()
     return results
+
+
+def candidate_adapters(cfg: Config) -> dict[str, Path]:
+    """The challenger (the aligned adapter when `align.enabled`) and, where align ran, the
+    SFT-only adapter beside it: the gate weighs what alignment changed."""
+    paths = cfg.paths
+    adapters = {"challenger": paths.final_adapter(cfg.align.enabled)}
+    if cfg.align.enabled:
+        adapters["sft"] = paths.adapter_dir
+    return adapters
 
 
 def _champion_answers(
@@ -184,7 +196,7 @@ def _generate(cfg: Config, sets: Sets, primary: list[evalsets.Item]):
     from pipeline.registry import versions as registry
 
     spec = ModelSpec.from_config(cfg)
-    generated = _base_and_challenger(spec, cfg.paths.adapter_dir, sets, primary, cfg)
+    generated = _base_and_challenger(spec, candidate_adapters(cfg), sets, primary, cfg)
     with tempfile.TemporaryDirectory() as tmp:
         champion = registry.download_version(cfg, Path(tmp))  # the champion, if any
         if champion is not None:
@@ -197,7 +209,7 @@ def _score(cfg: Config, sets: Sets, views: evalsets.Views, generated, training):
     results = {"constant": constant_baseline(sets, training, cfg, views)[0]}
     for name, (answers, loss) in generated.items():
         results[name] = summarize(sets, answers, loss, cfg, training, views)
-    order = [n for n in ("constant", "base", "champion", "challenger") if n in results]
+    order = [n for n in ("constant", "base", "champion", "sft", "challenger") if n in results]
     scores = {n: results[n][0] for n in order}
     metrics = {n: results[n][1] for n in order}
     boot = cfg.evaluate.bootstrap

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config
-from pipeline.data.preference import PreferencePair, files_md5, read_pairs
+from pipeline.data.preference import PreferencePair, align_lineage, read_pairs
 from pipeline.io import atomic_dir, write_json
 from pipeline.modeling import ModelSpec, load_model, load_tokenizer, prepare_for_training
 from pipeline.registry import tracking
@@ -61,20 +61,6 @@ def preference_pairs(cfg: Config) -> tuple[list[PreferencePair], list[Path], int
         redacted += got.redacted
         files.append(path)
     return pairs, files, redacted
-
-
-def lineage(cfg: Config) -> dict[str, str]:
-    """What register tags: method, beta and the preference data's md5 (or "sft-only")."""
-    a = cfg.align
-    if not a.enabled:
-        return {"align_method": "sft-only"}
-    files = [cfg.root / s.path for s in a.data]
-    return {
-        "align_method": a.method,
-        "align_beta": str(a.beta),
-        "preference_data_md5": files_md5(files),
-        "preference_data": ",".join(s.path for s in a.data),
-    }
 
 
 def _trainable_sft(cfg: Config):
@@ -214,7 +200,7 @@ def run(cfg: Config) -> AlignResult:
         tokens = _tokens(tok, pairs, cfg.model.system_prompt)
         metrics = _summary(trainer, result, seconds, tokens, a.epochs)
         metrics |= {"pairs": len(pairs), "redacted_texts": redacted}
-        state = {"enabled": True, **lineage(cfg), "metrics": metrics}
+        state = {"enabled": True, **align_lineage(cfg), "metrics": metrics}
         write_json(out / STATE_FILE, state)
         mlflow.log_params({f"align.{k}": v for k, v in _params(cfg).items()})
         mlflow.log_metrics({f"align/{k}": float(v) for k, v in metrics.items()})
