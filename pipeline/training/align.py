@@ -145,6 +145,13 @@ def _tokens(tok, pairs: list[PreferencePair], system: str | None) -> int:
     return total
 
 
+def _reset_peak_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
 def peak_memory_mb() -> float:
     """Peak GPU memory allocated (CUDA), else this process's peak resident set size."""
     import torch
@@ -190,6 +197,7 @@ def run(cfg: Config) -> AlignResult:
     model, tok, _ = _trainable_sft(cfg)
     with tracking.resume_run(cfg) as active, atomic_dir(paths.aligned_dir) as out:
         trainer = build_trainer(cfg, model, tok, pairs, paths.root / "models" / "align-checkpoints")
+        _reset_peak_memory()
         start = time.perf_counter()
         result = trainer.train()
         seconds = time.perf_counter() - start
