@@ -63,9 +63,29 @@ def preference_pairs(cfg: Config) -> tuple[list[PreferencePair], list[Path], int
     return pairs, files, redacted
 
 
+TOKEN_KEY = "trainable_tokens_delta"  # peft's rows for `trainable_token_indices`
+
+
+def _token_rows(adapter: Path) -> tuple[list[int], dict[str, Any]]:
+    """The SFT adapter's trained embedding rows: their token ids and tensors (none: [], {})."""
+    from peft import LoraConfig
+    from safetensors.torch import load_file
+
+    indices = LoraConfig.from_pretrained(str(adapter)).trainable_token_indices or []
+    if isinstance(indices, dict):  # {"embed_tokens": [...]}: the input embedding's rows
+        indices = next(iter(indices.values()), [])
+    weights = load_file(str(adapter / "adapter_model.safetensors"))
+    return list(indices), {k: v for k, v in weights.items() if TOKEN_KEY in k}
+
+
 def _trainable_sft(cfg: Config):
-    """The base (as `train` loads it) with the SFT adapter on it, trainable, and its tokenizer."""
-    from peft import PeftModel
+    """The base (as `train` loads it) with the SFT adapter on it, its LoRA trainable, and the
+    tokenizer. The SFT adapter's trained embedding rows (`<|im_start|>`, `<|im_end|>`) are
+    written into the base's (tied) embedding first and stay as trained: TRL computes
+    log-probabilities from `lm_head.weight` directly, which peft's trainable-token wrapper
+    would hide (TRL 1.16 fails on it), and alignment needs not move them."""
+    import torch
+    from peft import LoraConfig, PeftModel
 
     spec = ModelSpec.from_config(cfg)
     sft = cfg.paths.adapter_dir
@@ -75,9 +95,38 @@ def _trainable_sft(cfg: Config):
         raise ModelLoadError(f"{sft}: no adapter_model.safetensors (run the train stage first)")
     base = load_model(spec, **resolve(cfg.train.speed).load_kwargs())
     base = prepare_for_training(base, cfg.train.gradient_checkpointing)
-    model = PeftModel.from_pretrained(base, str(sft), is_trainable=True)
+    ids, rows = _token_rows(sft)
+    if ids and rows:
+        embedding = base.get_input_embeddings().weight
+        with torch.no_grad():
+            values = next(iter(rows.values())).to(embedding.device, embedding.dtype)
+            embedding[torch.tensor(ids, device=embedding.device)] = values
+    lora = LoraConfig.from_pretrained(str(sft))
+    lora.trainable_token_indices = None
+    model = PeftModel.from_pretrained(base, str(sft), config=lora, is_trainable=True)
     tok = load_tokenizer(replace(spec, source=str(sft)))
     return model, tok, spec
+
+
+def _save(model, tok, out: Path, sft: Path) -> None:
+    """The trained LoRA with the SFT adapter's embedding rows and token config put back: one
+    adapter over the original base, loaded like any other (pipeline/modeling.py)."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    # DPO added a frozen "ref" copy of the adapter: only the trained one is saved.
+    model.save_pretrained(str(out), safe_serialization=True, selected_adapters=["default"])
+    tok.save_pretrained(str(out))
+    _, rows = _token_rows(sft)
+    if not rows:
+        return
+    weights = load_file(str(out / "adapter_model.safetensors"))
+    save_file({**weights, **rows}, str(out / "adapter_model.safetensors"))
+    config = json.loads((out / "adapter_config.json").read_text())
+    sft_config = json.loads((sft / "adapter_config.json").read_text())
+    config["trainable_token_indices"] = sft_config["trainable_token_indices"]
+    (out / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
 def _args(cfg: Config, output_dir: Path):
@@ -201,9 +250,7 @@ def run(cfg: Config) -> AlignResult:
         start = time.perf_counter()
         result = trainer.train()
         seconds = time.perf_counter() - start
-        # DPO added a frozen "ref" copy of the adapter: only the trained one is saved.
-        model.save_pretrained(str(out), safe_serialization=True, selected_adapters=["default"])
-        tok.save_pretrained(str(out))
+        _save(model, tok, out, paths.adapter_dir)
         tracking.save_run_id(out, active.info.run_id)
         tokens = _tokens(tok, pairs, cfg.model.system_prompt)
         metrics = _summary(trainer, result, seconds, tokens, a.epochs)
