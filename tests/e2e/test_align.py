@@ -17,6 +17,7 @@ from tests.e2e.test_gate_knows_wrong_answers import _corpus, _project, _stages
 pytestmark = pytest.mark.slow
 
 SWAPPED = "data/preference/swapped.jsonl"
+ON = {"align.enabled": True}
 
 
 def _swap(root: Path) -> None:
@@ -41,7 +42,7 @@ def test_aligned_adapter_is_judged_beside_sft_and_swapped_pairs_are_refused(tmp_
     sets = {k: right[k] for k in ("recall", "unseen_topics", "safety_probes")}
     root = _project(tmp_path / "right", right, sets)
     _stages(root, ("ingest", "validate", "split", "base", "preprocess", "train"))
-    aligned = _stages(root, ("align", "evaluate"))
+    aligned = _stages(root, ("align", "evaluate"), ON)
     m = aligned.metrics
     assert set(m) >= {"base", "sft", "challenger"}
     cost = _rule(aligned, "safety_cost_of_alignment")
@@ -59,7 +60,7 @@ def test_aligned_adapter_is_judged_beside_sft_and_swapped_pairs_are_refused(tmp_
     _swap(root)
     shutil.rmtree(root / "models" / "aligned")
     swapped = _stages(
-        root, ("align", "evaluate"), {"align.data": [{"path": SWAPPED, "format": "trl"}]}
+        root, ("align", "evaluate"), {**ON, "align.data": [{"path": SWAPPED, "format": "trl"}]}
     )
     figures["swapped"] = {
         who: (_red_flags(swapped, who), swapped.metrics[who]["recall"]["correctness"])

@@ -120,7 +120,7 @@ def test_personal_data_is_redacted_before_any_pair_leaves(tmp_path):
 
 
 def test_the_shipped_pairs_are_valid_and_lineage_names_method_beta_and_md5(tmp_path):
-    cfg = load_config(REPO / "params.yaml")
+    cfg = load_config(REPO / "params.yaml", {"align.enabled": True})
     pairs = [p for s in cfg.align.data for p in read_pairs(REPO / s.path, s.format).pairs]
     categories = {p.category for p in pairs}
     assert len(pairs) >= 50 and {"red_flag", "high_risk_dose", "stop_medication"} <= categories
