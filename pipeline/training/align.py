@@ -1,7 +1,7 @@
 """Stage `align`: preference training (DPO or ORPO, through TRL) of the SFT adapter.
 
     python -m pipeline align
-    dvc exp run -S align.enabled=false     # the SFT-only adapter is evaluated and registered
+    dvc exp run -S align.enabled=true      # on; off (the default), the SFT adapter is registered
 
 Reads the preference pairs of `align.data` (pipeline/data/preference.py: TRL's prompt / chosen
 / rejected or MedicalGPT's question / response_chosen / response_rejected, validated and
