@@ -137,7 +137,7 @@ def test_up_to_date_project_runs_no_stage(dvc_project, loop):
 @pytest.mark.parametrize(
     "dotted, value, expected",
     [
-        ("train.lr", 0.5, ["train", "align", "evaluate", "register"]),  # new outputs all the way down
+        ("train.lr", 0.5, ["train", "align", "evaluate", "register"]),  # new outputs all the way
         ("evaluate.report_samples", 3, ["evaluate"]),  # same output bytes: register stays
     ],
 )
