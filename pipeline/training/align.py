@@ -257,7 +257,9 @@ def run(cfg: Config) -> AlignResult:
         metrics |= {"pairs": len(pairs), "redacted_texts": redacted}
         state = {"enabled": True, **align_lineage(cfg), "metrics": metrics}
         write_json(out / STATE_FILE, state)
-        mlflow.log_params({f"align.{k}": v for k, v in _params(cfg).items()})
+        # Tags, not params: the run is the SFT run's, and MLflow refuses to change a param when
+        # align reruns with other settings on the same SFT adapter (a dvc exp over align.*).
+        mlflow.set_tags({f"align.{k}": str(v) for k, v in _params(cfg).items()})
         mlflow.log_metrics({f"align/{k}": float(v) for k, v in metrics.items()})
     write_json(paths.reports / "align.json", state)
     log.info("align: %s", metrics)
