@@ -10,6 +10,9 @@ Regenerate from the repository root with:
 
     python3 data/make_dataset.py            # writes data/raw/medical_dialogues.jsonl
     python3 data/make_dataset.py --out PATH # writes somewhere else
+
+It also writes the safety preference pairs of the `align` stage (knowledge/preference.py) to
+data/preference/safety_pairs.jsonl.
 """
 
 from __future__ import annotations
@@ -23,12 +26,15 @@ from pathlib import Path
 DATA_DIR = Path(__file__).resolve().parent
 DEFAULT_OUT = DATA_DIR / "raw" / "medical_dialogues.jsonl"
 EVAL_DIR = DATA_DIR / "eval"
+PREFERENCE_OUT = DATA_DIR / "preference" / "safety_pairs.jsonl"
 SEED = 20240611
 
 # Keep the repository clean: importing the table must not write __pycache__.
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(DATA_DIR))
 from knowledge import CONDITIONS  # noqa: E402
+from knowledge.preference import PAIRS as PREFERENCE_PAIRS  # noqa: E402
+from knowledge.preference import UNSAFE  # noqa: E402
 from knowledge.safety import ANSWERS as SAFETY_ANSWERS  # noqa: E402
 from knowledge.safety import (  # noqa: E402
     MEDICATION_FORMS,
@@ -316,6 +322,39 @@ def build(
     }
 
 
+# A preference prompt sharing this many characters in a row with a safety probe is too close.
+PROBE_WINDOW = 10
+
+
+def preference_pairs(
+    pairs: list[tuple[str, str]] = PREFERENCE_PAIRS,
+    answers: dict[str, str] = SAFETY_ANSWERS,
+    probes: list[tuple[str, str, str]] = SAFETY_PROBES,
+) -> list[dict]:
+    """TRL prompt / chosen / rejected rows: the category's safe answer against one of its
+    unsafe answers (rotated); refuses a prompt that shares a long window with a probe."""
+    windows = {
+        p[i : i + PROBE_WINDOW] for _, _, p in probes for i in range(len(p) - PROBE_WINDOW + 1)
+    }
+    rows, seen = [], {}
+    for n, (category, prompt) in enumerate(pairs):
+        close = [prompt[i : i + PROBE_WINDOW] for i in range(len(prompt) - PROBE_WINDOW + 1)]
+        if any(w in windows for w in close):
+            raise ValueError(f"preference prompt {prompt!r} is too close to a safety probe")
+        k = seen[category] = seen.get(category, -1) + 1
+        unsafe = UNSAFE[category]
+        rows.append(
+            {
+                "id": f"pref-{n:03d}",
+                "category": category,
+                "prompt": prompt,
+                "chosen": answers[category],
+                "rejected": unsafe[k % len(unsafe)],
+            }
+        )
+    return rows
+
+
 def _with_id(prefix: str, i: int, row: dict) -> dict:
     """A project-format record whose id names the condition and the question kind."""
     return {
@@ -336,9 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="training JSONL path")
     parser.add_argument("--eval-dir", type=Path, default=EVAL_DIR, help="evaluation sets folder")
+    parser.add_argument("--preference-out", type=Path, default=PREFERENCE_OUT)
     args = parser.parse_args(argv)
     sets = build()
     write(sets["train"], args.out)
+    write(preference_pairs(), args.preference_out)
     for name in ("recall", "unseen_topics", "safety_probes"):
         write(sets[name], args.eval_dir / f"{name}.jsonl")
     counts = {name: len(rows) for name, rows in sets.items()}

@@ -6,7 +6,8 @@ runs them all, and flows/ orchestrates the same functions with Prefect.
 """
 
 # The DAG, in execution order. dvc.yaml and flows/ must agree with it (tests/unit/test_dag.py).
-STAGES = ("ingest", "validate", "split", "base", "preprocess", "train", "evaluate", "register")
+STAGES = ("ingest", "validate", "split", "base", "preprocess", "train", "align", "evaluate",
+          "register")
 # Where each stage's module lives: pipeline/<concern>/<stage>.py.
 STAGE_MODULES = {
     "ingest": "pipeline.data.ingest",
@@ -15,6 +16,7 @@ STAGE_MODULES = {
     "base": "pipeline.training.base",
     "preprocess": "pipeline.training.preprocess",
     "train": "pipeline.training.train",
+    "align": "pipeline.training.align",
     "evaluate": "pipeline.evaluation.evaluate",
     "register": "pipeline.registry.register",
 }

@@ -2,7 +2,7 @@
 
     python -m pipeline ingest
     python -m pipeline validate [FILE ...] [--format F --encoding E ...]
-    python -m pipeline {split,base,preprocess,train,evaluate,register}
+    python -m pipeline {split,base,preprocess,train,align,evaluate,register}
     python -m pipeline chat "感冒有什么症状？"
     python -m pipeline serve [--host 127.0.0.1] [--port 8000] [--alias champion] [--api-key K]
     python -m pipeline registry {list,promote,rollback,lineage} [VERSION]

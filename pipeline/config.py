@@ -5,7 +5,8 @@ rejected at load time with the offending key path, so a typo never silently fall
 default. Defaults live in params.yaml only: every field here is required.
 
 Every section is typed here except `evaluate.judge` (evaluation/judge_config.py, the judge's own
-URL and key checks); the files the stages read and write are `cfg.paths` (pipeline/paths.py).
+URL and key checks) and `align` (training/align_config.py); the files the stages read and write
+are `cfg.paths` (pipeline/paths.py).
 """
 
 from __future__ import annotations
@@ -14,21 +15,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from pipeline.errors import ConfigError
+from pipeline.evaluation.gate_config import GateConfig
 from pipeline.evaluation.judge_config import JudgeConfig
 from pipeline.paths import Paths
+from pipeline.section import Section
+from pipeline.training.align_config import AlignConfig
 
 BUILTIN_BASE = "tiny-qwen"
 
 
-class _Section(BaseModel):
-    # protected_namespaces=(): sections are named after stages, e.g. `register`.
-    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
-
-
-class ModelConfig(_Section):
+class ModelConfig(Section):
     base: str  # BUILTIN_BASE, a hub id or a local directory
     revision: str  # hub revision (branch, tag or commit); ignored for local paths
     trust_remote_code: bool
@@ -42,7 +41,7 @@ Format = Literal["auto", "project", "sharegpt", "openai", "conversation", "alpac
 Encoding = Literal["auto", "utf-8", "utf-8-sig", "gbk", "gb18030"]
 
 
-class SourceConfig(_Section):
+class SourceConfig(Section):
     """One input of the `ingest` stage: a file (or glob) in one format and encoding."""
 
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -72,7 +71,7 @@ class SourceConfig(_Section):
         return self
 
 
-class IngestConfig(_Section):
+class IngestConfig(Section):
     sources: tuple[SourceConfig, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -89,7 +88,7 @@ PII_RULES = ("pii_id_number", "pii_mobile", "pii_email")
 STRUCTURAL_RULES = ("malformed_json", "schema", "content_type")
 
 
-class PoliciesConfig(_Section):
+class PoliciesConfig(Section):
     """What happens to a conversation that breaks a rule (see pipeline/data/validate.py)."""
 
     malformed_json: Policy
@@ -129,7 +128,7 @@ class PoliciesConfig(_Section):
         return self
 
 
-class ValidateConfig(_Section):
+class ValidateConfig(Section):
     max_chars: int = Field(gt=0)
     max_turns: int = Field(gt=1)
     max_quarantine_fraction: float = Field(ge=0, le=1)  # 0.0: any quarantine fails the stage
@@ -138,7 +137,7 @@ class ValidateConfig(_Section):
     policies: PoliciesConfig
 
 
-class SplitConfig(_Section):
+class SplitConfig(Section):
     seed: int
     val_fraction: float = Field(ge=0, lt=0.5)
     test_fraction: float = Field(gt=0, lt=0.5)
@@ -147,7 +146,7 @@ class SplitConfig(_Section):
     near_duplicate_threshold: float | None = Field(gt=0, le=1)
 
 
-class TinyModelConfig(_Section):
+class TinyModelConfig(Section):
     """The embedded offline base: a small Qwen2 built and pretrained by the `base` stage."""
 
     vocab_size: int = Field(ge=300)
@@ -172,11 +171,11 @@ class TinyModelConfig(_Section):
         return self
 
 
-class PreprocessConfig(_Section):
+class PreprocessConfig(Section):
     max_seq_len: int = Field(gt=16)
 
 
-class LoraConfig(_Section):
+class LoraConfig(Section):
     r: int = Field(gt=0)
     alpha: int = Field(gt=0)
     dropout: float = Field(ge=0, lt=1)
@@ -186,14 +185,14 @@ class LoraConfig(_Section):
     use_dora: bool  # weight-decomposed LoRA
 
 
-class QuantConfig(_Section):
+class QuantConfig(Section):
     mode: Literal["none", "8bit", "4bit"]
     quant_type: Literal["nf4", "fp4"]
     double_quant: bool
     compute_dtype: Literal["float32", "bfloat16", "float16"]
 
 
-class SpeedConfig(_Section):
+class SpeedConfig(Section):
     """GPU speed-ups of the train stage, resolved for the machine by pipeline/training/speed.py (a
     missing package is a ConfigError there; a CUDA-only option falls back on a CPU)."""
 
@@ -203,7 +202,7 @@ class SpeedConfig(_Section):
     auto_batch_size: bool  # halve the micro-batch on out-of-memory (Trainer auto_find_batch_size)
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     epochs: float = Field(gt=0)
     lr: float = Field(ge=0)
     batch_size: int = Field(gt=0)
@@ -221,41 +220,7 @@ class TrainConfig(_Section):
     speed: SpeedConfig
 
 
-class GateConfig(_Section):
-    """`evaluate.gate`: every rule, its evidence and its threshold (docs/evaluation.md, "How the
-    gate decides").
-
-    Gains are paired-bootstrap intervals; a `min_*_gain` rule passes when the interval's lower
-    bound reaches the threshold, fails when its upper bound does not, and otherwise refuses
-    with "not enough evidence".
-    """
-
-    primary_set: str = Field(min_length=1)  # the held-out set whose correctness decides
-    min_correctness_gain: float  # challenger minus base, share of correct answers
-    min_rouge_l_gain: float  # challenger minus base, character ROUGE-L F1 on the primary set
-    min_gain_over_constant: float  # challenger minus the constant answer (both metrics)
-    max_loss_ratio: float = Field(gt=0)  # challenger answer loss / base answer loss at most this
-    max_correctness_regression: float = Field(ge=0)  # champion minus challenger at most this
-    # Floors, decided on the 95% interval of the level itself, with or without a champion:
-    min_correctness: float = Field(ge=0, le=1)  # correct answers on the primary set
-    min_safety_pass_rate: float = Field(ge=0, le=1)  # share of probes passed, every probe set
-    min_red_flag_pass_rate: float = Field(ge=0, le=1)  # emergencies sent to 120 / 急诊, every set
-    max_safety_regression: float = Field(ge=0, le=1)  # champion's pass rate minus challenger's
-    max_wrong_topic_rate: float = Field(ge=0, le=1)  # unseen topics answered about another one
-    max_repetition_rate: float = Field(ge=0, le=1)  # share of looping answers
-    min_stop_rate: float = Field(ge=0, le=1)
-    max_template_leak_rate: float = Field(ge=0, le=1)
-    max_identity_rate: float = Field(ge=0, le=1)
-    # Relevance: own reference minus another question's reference, per answer (lower bound of
-    # the 95% interval), for every metric that can judge the primary set (evaluation/relevance.py)
-    min_relevance_gap: float
-    # Human sign-off: a passing version is registered without moving `champion`; the nightly
-    # flow asks a reviewer (flows/nightly.py). Defaults match params.yaml.
-    require_approval: bool  # register without moving `champion`; the nightly flow asks
-    approval_timeout_s: int = Field(gt=0)  # no answer: `champion` stays
-
-
-class EvalSetConfig(_Section):
+class EvalSetConfig(Section):
     """One extra held-out set: a conversation file in any ingest format, or a probe file."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -268,12 +233,12 @@ class EvalSetConfig(_Section):
     trained_only: bool  # keep only questions whose reference answer is in the training split
 
 
-class BootstrapConfig(_Section):
+class BootstrapConfig(Section):
     resamples: int = Field(ge=1000)
     seed: int
 
 
-class EvaluateConfig(_Section):
+class EvaluateConfig(Section):
     max_new_tokens: int = Field(gt=0)
     batch_size: int = Field(gt=0)
     max_samples: int = Field(ge=0)  # 0: the whole test split
@@ -303,7 +268,7 @@ class EvaluateConfig(_Section):
         return self
 
 
-class RegisterConfig(_Section):
+class RegisterConfig(Section):
     model_name: str = Field(min_length=1)
     experiment: str = Field(min_length=1)
     tracking_uri: str  # MLFLOW_TRACKING_URI overrides it
@@ -311,7 +276,7 @@ class RegisterConfig(_Section):
     allow_dirty: bool  # false: refuse to register from a checkout with uncommitted changes
 
 
-class ServeConfig(_Section):
+class ServeConfig(Section):
     """`python -m pipeline serve`: the champion behind an OpenAI-compatible HTTP API."""
 
     reload_interval_s: float = Field(ge=0)  # alias check period; 0: on every request
@@ -319,7 +284,7 @@ class ServeConfig(_Section):
     max_new_tokens: int = Field(gt=0)  # cap on max_tokens (and its default)
 
 
-class Config(_Section):
+class Config(Section):
     model: ModelConfig
     ingest: IngestConfig
     validate_: ValidateConfig = Field(alias="validate")
@@ -327,6 +292,7 @@ class Config(_Section):
     tiny: TinyModelConfig
     preprocess: PreprocessConfig
     train: TrainConfig
+    align: AlignConfig  # pipeline/training/align_config.py
     evaluate: EvaluateConfig
     register_: RegisterConfig = Field(alias="register")
     serve: ServeConfig

@@ -63,6 +63,15 @@ class Paths:
         return self.root / "models" / "adapter"
 
     @property
+    def aligned_dir(self) -> Path:
+        """The `align` stage's output: the preference-trained adapter (or only its align.json)."""
+        return self.root / "models" / "aligned"
+
+    def final_adapter(self, aligned: bool) -> Path:
+        """The adapter evaluate and register use: the aligned one when `align.enabled`."""
+        return self.aligned_dir if aligned else self.adapter_dir
+
+    @property
     def reports(self) -> Path:
         return self.root / "reports"
 

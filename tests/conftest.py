@@ -61,6 +61,8 @@ PERMISSIVE_GATE = {
     "evaluate.gate.min_safety_pass_rate": 0.0,
     "evaluate.gate.min_red_flag_pass_rate": 0.0,
     "evaluate.gate.max_safety_regression": 1.0,
+    "evaluate.gate.max_alignment_correctness_cost": 1.0,
+    "evaluate.gate.max_alignment_safety_regression": 1.0,
     "evaluate.gate.max_wrong_topic_rate": 1.0,
     "evaluate.gate.max_repetition_rate": 1.0,
     "evaluate.gate.min_stop_rate": 0.0,
@@ -147,6 +149,9 @@ def make_project(root: Path, rows: list[dict] | None = None, overrides: dict | N
     (root / "data" / "eval").mkdir(parents=True, exist_ok=True)
     for name in ("safety_probes.jsonl", "safety_probes_independent.jsonl"):  # fit any project
         shutil.copyfile(REPO / "data" / "eval" / name, root / "data" / "eval" / name)
+    pairs = root / "data" / "preference" / "safety_pairs.jsonl"  # the align stage's data
+    pairs.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REPO / "data" / "preference" / "safety_pairs.jsonl", pairs)
     return root
 
 

@@ -88,23 +88,35 @@ def _loss(model, tok, spec: ModelSpec, items: list[evalsets.Item], cfg: Config) 
 
 
 def _base_and_challenger(
-    spec: ModelSpec, adapter: Path, sets: Sets, primary: list[evalsets.Item], cfg: Config
+    spec: ModelSpec, adapters: dict[str, Path], sets: Sets, primary: list[evalsets.Item], cfg
 ):
-    """Both on one loaded base: the adapter is applied onto the model the base was scored with.
-    Returns {candidate: (answers per set, loss on the primary set's items)}."""
+    """The base, then each adapter ({candidate: folder}) on that same loaded base, one after
+    the other (the previous one unloaded). Returns {candidate: (answers per set, loss on the
+    primary set's items)}."""
     from peft import PeftModel
 
     model, tok = load_model(spec).eval(), load_tokenizer(spec)
-    results = {}
-    answers = answer_sets(Candidate.BASE, model, tok, spec, sets, cfg)
-    results[Candidate.BASE] = (answers, _loss(model, tok, spec, primary, cfg))
-    model = PeftModel.from_pretrained(model, str(adapter)).eval()
-    adapter_tok = load_tokenizer(replace(spec, source=str(adapter)))
-    answers = answer_sets(Candidate.CHALLENGER, model, adapter_tok, spec, sets, cfg)
-    results[Candidate.CHALLENGER] = (answers, _loss(model, adapter_tok, spec, primary, cfg))
+    results = {Candidate.BASE: (answer_sets(Candidate.BASE, model, tok, spec, sets, cfg),)}
+    results[Candidate.BASE] += (_loss(model, tok, spec, primary, cfg),)
+    for name, adapter in adapters.items():
+        model = PeftModel.from_pretrained(model, str(adapter)).eval()
+        adapter_tok = load_tokenizer(replace(spec, source=str(adapter)))
+        answers = answer_sets(name, model, adapter_tok, spec, sets, cfg)
+        results[name] = (answers, _loss(model, adapter_tok, spec, primary, cfg))
+        model = model.unload()  # the bare base again, for the next adapter
     del model
     gc.collect()
     return results
+
+
+def candidate_adapters(cfg: Config) -> dict[str, Path]:
+    """The challenger (the aligned adapter when `align.enabled`) and, where align ran, the
+    SFT-only adapter beside it: the gate weighs what alignment changed."""
+    paths = cfg.paths
+    adapters = {Candidate.CHALLENGER: paths.final_adapter(cfg.align.enabled)}
+    if cfg.align.enabled:
+        adapters = {Candidate.SFT: paths.adapter_dir, **adapters}
+    return adapters
 
 
 def _champion_answers(
@@ -130,7 +142,7 @@ def _generate(cfg: Config, sets: Sets, primary: list[evalsets.Item]):
     spec = ModelSpec.from_config(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         champion = registry.download_version(cfg, Path(tmp))  # the champion, if any
-        generated = _base_and_challenger(spec, cfg.paths.adapter_dir, sets, primary, cfg)
+        generated = _base_and_challenger(spec, candidate_adapters(cfg), sets, primary, cfg)
         if champion is not None:
             generated[Candidate.CHAMPION] = _champion_answers(champion, sets, primary, cfg)
     return generated, (champion[0] if champion else None)

@@ -13,7 +13,10 @@ Rules (thresholds in `evaluate.gate`, README "How the gate decides"):
   bootstrap interval of the level itself, like a gain;
 - safety probes: not below the champion's pass rate by more than `max_safety_regression`;
 - unseen topics: at most `max_wrong_topic_rate` of answers about another condition;
-- behaviour over every answer: stop rate, template leaks, identity claims, looping answers.
+- behaviour over every answer: stop rate, template leaks, identity claims, looping answers;
+- where the `align` stage ran (an `sft` candidate: the SFT-only adapter), the aligned
+  challenger loses no more correctness on the primary set than `max_alignment_correctness_cost`
+  and no more safety on each probe set than `max_alignment_safety_regression`.
 
 Every gain is a paired-bootstrap interval (evaluation/stats.py). A gain rule passes when the
 interval's bound that matters clears the threshold (the lower bound for "at least", the upper
@@ -81,6 +84,7 @@ def decide(
             )
         )
     rules += _behaviour_rules(ev)
+    rules += alignment_rules(ev, [s for s, k in kinds.items() if k == "safety"])
     return GateDecision.of(rules, warnings)
 
 
@@ -276,6 +280,37 @@ def _safety_rules(ev: _Evidence, s: str) -> list[GateRule]:
                 ev.gain(ev.champ[s], answers, Metric.PASS_RATE),
                 ev.gate.max_safety_regression,
                 f"{s}: champion minus challenger pass rate",
+            )
+        )
+    return rules
+
+
+def alignment_rules(ev: _Evidence, safety_sets: list[str]) -> list[GateRule]:
+    """What preference training cost, against the SFT-only adapter it started from (present
+    only where `align` ran): SFT minus aligned correctness on the primary set, and SFT minus
+    aligned pass rate on every safety set, each at most its threshold on the interval's upper
+    bound. An adapter aligned on swapped pairs (chosen <-> rejected) fails the safety rule."""
+    sft = ev.scores.get(Candidate.SFT)
+    if sft is None:
+        return []
+    gate, primary = ev.gate, ev.gate.primary_set
+    rules = []
+    if ev.judges(primary, Metric.CORRECTNESS):
+        rules.append(
+            GateRule.drop(
+                "correctness_cost_of_alignment",
+                ev.gain(sft[primary], ev.new[primary], Metric.CORRECTNESS),
+                gate.max_alignment_correctness_cost,
+                f"{primary}: SFT-only minus aligned, {len(ev.new[primary])} answers",
+            )
+        )
+    for s in safety_sets:
+        rules.append(
+            GateRule.drop(
+                f"{s}_cost_of_alignment",
+                ev.gain(sft[s], ev.new[s], Metric.PASS_RATE),
+                gate.max_alignment_safety_regression,
+                f"{s}: SFT-only minus aligned pass rate, {len(ev.new[s])} probes",
             )
         )
     return rules

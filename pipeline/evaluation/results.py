@@ -28,12 +28,13 @@ SAFETY_SET = "safety"  # the set of `evaluate.safety_probes`
 
 
 class Candidate(StrEnum):
-    """Who answered: the constant answer, the base, the registered champion, the new adapter
-    (challenger); `score` scores one `model`."""
+    """Who answered: the constant answer, the base, the registered champion, the SFT-only
+    adapter (where align ran), the new adapter (challenger); `score` scores one `model`."""
 
     CONSTANT = "constant"
     BASE = "base"
     CHAMPION = "champion"
+    SFT = "sft"  # the SFT-only adapter beside an aligned challenger (align.enabled)
     CHALLENGER = "challenger"
     MODEL = "model"
 

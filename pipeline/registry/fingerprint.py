@@ -3,7 +3,8 @@
 `register` writes them as `lineage.*` tags on every version; the nightly flow computes them
 again and retrains only when one differs from the latest registered version's (`changed`).
 
-- data_sha256: the bytes of every file `ingest.sources` match;
+- data_sha256: the bytes of every file `ingest.sources` match, and the preference pairs of
+  `align.data` when `align` is enabled (the preference data alone also has its md5 in lineage);
 - params_sha256: the typed config (params.yaml after overrides, defaults resolved);
 - code_sha256: the code the stages run (pipeline/**/*.py, its templates and resources,
   dvc.yaml), read from disk, so it needs no git and works in a copy or an image;
@@ -38,6 +39,10 @@ def data_sha256(cfg: Config) -> str:
         for path in source_files(src, cfg.root):
             digest.update(f"{src.id}\0{path.name}\0".encode())
             digest.update(path.read_bytes())
+    if cfg.align.enabled:
+        for pref in cfg.align.data:
+            digest.update(f"align\0{pref.path}\0".encode())
+            digest.update((cfg.root / pref.path).read_bytes())
     return digest.hexdigest()
 
 

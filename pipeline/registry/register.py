@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config
+from pipeline.data.preference import align_lineage
 from pipeline.errors import PipelineError
 from pipeline.evaluation import keys
 from pipeline.evaluation.results import GateRecord
@@ -81,8 +82,9 @@ def lineage(cfg: Config, git: fingerprint.GitState | None = None) -> dict[str, s
     """Tags that let a user trace and reproduce a version."""
     paths = cfg.paths
     git = git or fingerprint.git_state(cfg.root)
+    adapter = paths.final_adapter(cfg.align.enabled)
     tok_files = [
-        paths.adapter_dir / n
+        adapter / n
         for n in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
     ]
     tags = {
@@ -91,8 +93,8 @@ def lineage(cfg: Config, git: fingerprint.GitState | None = None) -> dict[str, s
         "code_sha256": fingerprint.code_sha256(cfg),
         "params_md5": fingerprint.params_md5(cfg),
         "train_split_sha256": _sha256(paths.split_file("train")),
-        "adapter_sha256": _sha256(paths.adapter_dir / "adapter_model.safetensors"),
-        "adapter_files_sha256": _files_sha256(*sorted(paths.adapter_dir.iterdir())),
+        "adapter_sha256": _sha256(adapter / "adapter_model.safetensors"),
+        "adapter_files_sha256": _files_sha256(*sorted(adapter.iterdir())),
         "params_sha256": fingerprint.params_sha256(cfg),
         "base_model": cfg.model.base,
         "base_revision": cfg.model.revision
@@ -101,6 +103,7 @@ def lineage(cfg: Config, git: fingerprint.GitState | None = None) -> dict[str, s
         "tokenizer_sha256": _files_sha256(*tok_files),
         "libraries": ", ".join(f"{n}=={dist_version(n)}" for n in LIBRARIES),
     }
+    tags |= align_lineage(cfg)  # method, beta, the preference data's md5
     tags |= {f"dvc_md5.{p}": md5 for p, md5 in tracking.dvc_lock_hashes(cfg.root).items()}
     return tags
 
@@ -121,7 +124,8 @@ def _log_model(cfg: Config, registered_name: str):
     with tempfile.TemporaryDirectory() as tmp:
         # A hub base is referenced by id and revision, never copied into the registry.
         replace(spec, source="" if cfg.uses_builtin_base else spec.source).save(Path(tmp))
-        artifacts = {"adapter": str(paths.adapter_dir), "spec": str(Path(tmp) / "base_model.json")}
+        adapter = paths.final_adapter(cfg.align.enabled)  # the aligned one where align ran
+        artifacts = {"adapter": str(adapter), "spec": str(Path(tmp) / "base_model.json")}
         if cfg.uses_builtin_base:
             artifacts["base"] = str(paths.base_dir)
         return registered_model.log_model(artifacts, _requirements(), registered_name)

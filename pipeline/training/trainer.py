@@ -207,11 +207,17 @@ def build_trainer(cfg: Config, args, model, tok, data) -> StageTrainer:
         train_dataset=data["train"],
         eval_dataset=data["val"] if len(data["val"]) else None,
         data_collator=data_collator(cfg, tok),
-        callbacks=[_MlflowSteps()],
     )
     trainer.add_callback(_Estimate(trainer))
-    trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(_QuietProgress())
+    quiet_progress(trainer)
     trainer.clock = StepClock(lambda: trainer.tokens)  # steady tokens/s, peak GPU memory
     trainer.add_callback(trainer.clock)
     return trainer
+
+
+def quiet_progress(trainer: Trainer) -> None:
+    """The stage's logging on any Trainer (TRL's included): per-step metrics to the active MLflow
+    run, and one progress bar with the loss as its postfix instead of a dict printed per step."""
+    trainer.add_callback(_MlflowSteps())
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(_QuietProgress())

@@ -34,6 +34,7 @@ SECTION = {
     "base": "tiny",
     "preprocess": "preprocess",
     "train": "train",
+    "align": "align",
     "evaluate": "evaluate",
     "register": "register",
 }
@@ -154,7 +155,7 @@ def test_up_to_date_project_runs_no_stage(dvc_project, loop):
 @pytest.mark.parametrize(
     "dotted, value, expected",
     [
-        ("train.lr", 0.5, ["train", "evaluate", "register"]),  # new outputs all the way down
+        ("train.lr", 0.5, ["train", "align", "evaluate", "register"]),  # new outputs all the way
         ("evaluate.report_samples", 3, ["evaluate"]),  # same output bytes: register stays
     ],
 )
@@ -195,7 +196,7 @@ def test_a_change_undone_is_restored_from_the_run_cache_as_dvc_repro_does(
 
     assert loop.called() == [] == _repro_runs(twin)  # outputs come back from .dvc/cache/runs
     restored = [r.stage for r in runs if r.reason.startswith("restored from run-cache")]
-    assert restored == ["train", "evaluate", "register"]
+    assert restored == ["train", "align", "evaluate", "register"]
     assert "up to date" in _dvc(dvc_project, "status")
     assert (dvc_project / "dvc.lock").read_text() == (twin / "dvc.lock").read_text()
 
