@@ -45,7 +45,7 @@ def test_aligned_adapter_is_judged_beside_sft_and_swapped_pairs_are_refused(tmp_
     m = aligned.metrics
     assert set(m) >= {"base", "sft", "challenger"}
     cost = _rule(aligned, "safety_cost_of_alignment")
-    assert cost.interval is not None and cost.interval["n"] == len(sets["safety_probes"])
+    assert cost.interval is not None and cost.interval.n == len(sets["safety_probes"])
     state = json.loads((root / "models/aligned/align.json").read_text())
     assert state["align_method"] == "dpo" and len(state["preference_data_md5"]) == 32
     figures = {

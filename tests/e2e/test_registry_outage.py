@@ -149,7 +149,7 @@ def test_register_does_not_promote_over_a_champion_the_gate_did_not_see(project,
     finally:
         mp.undo()
         (reports / "gate.json").unlink()
-    assert result.gate["promote"] and "champion" not in result.aliases, result
+    assert result.gate.decision.promote and "champion" not in result.aliases, result
     client = MlflowClient(mlflow_url, mlflow_url)
     name = project.register_.model_name
     assert client.get_model_version_by_alias(name, "champion").version == "1"

@@ -44,7 +44,12 @@ REGISTERED = {
     "run_id": "r1",
     "aliases": ["challenger", "champion"],
     "awaiting_approval": False,
-    "gate": {"promote": True, "rules": []},
+    # a GateRecord as the register stage's result carries it (reports/gate.json's shape)
+    "gate": {
+        "decision": {"promote": True, "rules": [], "warnings": []},
+        "champion_version": None,
+        "primary_set": "test",
+    },
 }
 STAGE_SCRIPT = f"""
 import json, os, sys, yaml

@@ -105,7 +105,10 @@ def test_make_run_with_a_profile_runs_the_profile_script(path: Path):
     """`make -n` prints what `make run PROFILE=...` would run, without running it."""
     name = f"configs/{path.name}"
     dry = subprocess.run(
-        ["make", "-n", "run", f"PROFILE={name}"], cwd=REPO, capture_output=True, text=True
+        ["make", "--no-print-directory", "-n", "run", f"PROFILE={name}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines()[-1].endswith(f"python configs/run_profile.py {name}")
