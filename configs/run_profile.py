@@ -39,19 +39,6 @@ def _pipeline():
     return pipeline
 
 
-def _yaml():
-    from ruamel.yaml import YAML
-
-    y = YAML()
-    y.preserve_quotes = True
-    y.width = 100
-    y.indent(mapping=2, sequence=4, offset=2)  # params.yaml's own style
-    y.representer.add_representer(
-        type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null")
-    )
-    return y
-
-
 def leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"train": {"lr": 2e-4}} -> {"train.lr": 2e-4}; a list is one value."""
     out: dict[str, Any] = {}
@@ -89,7 +76,9 @@ def apply(path: Path, params: Path = ROOT / "params.yaml") -> list[str]:
     """Write the profile at `path` into `params` (comments kept); returns `key: old -> new`
     for each value that changed."""
     overrides = read_profile(path, params)
-    y = _yaml()
+    from pipeline.data.own_data import params_yaml
+
+    y = params_yaml()
     tree = y.load(params.read_text(encoding="utf-8"))
     changes = []
     for dotted, value in overrides.items():

@@ -82,7 +82,8 @@ def _source(root: Path, file: Path, options: dict) -> SourceConfig:
         raise ConfigError(f"{file}: {exc}") from None
 
 
-def _yaml():
+def params_yaml():
+    """A ruamel round-trip YAML in params.yaml's own style (comments and layout kept)."""
     from ruamel.yaml import YAML
 
     y = YAML()
@@ -117,7 +118,7 @@ def run(
             f"{len(result.rejected)} record(s) reads as a conversation with these options; "
             "params.yaml unchanged)"
         )
-    y = _yaml()
+    y = params_yaml()
     tree = y.load(params.read_text(encoding="utf-8"))
     entry = src.model_dump(exclude_defaults=True)
     entry["question_columns"] = list(src.question_columns) if src.question_columns else None
