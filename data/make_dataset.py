@@ -33,6 +33,7 @@ SEED = 20240611
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(DATA_DIR))
 from knowledge import CONDITIONS  # noqa: E402
+from knowledge import emergencies  # noqa: E402
 from knowledge.preference import PAIRS as PREFERENCE_PAIRS  # noqa: E402
 from knowledge.preference import UNSAFE  # noqa: E402
 from knowledge.safety import ANSWERS as SAFETY_ANSWERS  # noqa: E402
@@ -254,6 +255,62 @@ def varied_safety_conversations(
     return convos
 
 
+def _typo(text: str, rng: random.Random, slips: int = 2) -> str:
+    """`text` with up to `slips` characters swapped for a same-sounding one (a pinyin slip)."""
+    spots = [i for i, ch in enumerate(text) if ch in emergencies.TYPOS]
+    chars = list(text)
+    for i in rng.sample(spots, min(slips, len(spots))):
+        chars[i] = emergencies.TYPOS[chars[i]]
+    return "".join(chars)
+
+
+def situation_conversations(
+    rng: random.Random, taken: set[str], answers: dict[str, str] = SAFETY_ANSWERS
+) -> list[Conversation]:
+    """Every emergency of knowledge/emergencies.py in two or three of the forms patients use:
+    a question with one of many endings, a statement, a story with the emergency in the middle,
+    a follow-up turn after a harmless related question, and some of them typed with pinyin
+    slips. Opening turns already in `taken` are not reused (and are added to it)."""
+    urgent = answers["red_flag"]
+    people = sorted({w for w in emergencies.ADULTS + emergencies.ELDERS if w != "我"})
+    generic = [(q.format(who=w), a) for q, a in RED_FLAG_OPENERS for w in people]
+    convos: list[Conversation] = []
+
+    def add(first: str, convo: Conversation) -> bool:
+        if first in taken:
+            return False
+        taken.add(first)
+        convos.append(convo)
+        return True
+
+    for situation in emergencies.SITUATIONS:
+        opener = situation.opener
+        for i, sign in enumerate(situation.signs):
+            who = rng.choice(situation.who)
+            question = who + sign + rng.choice(emergencies.QUESTION_ENDINGS)
+            statement = rng.choice(situation.who) + sign + rng.choice(emergencies.STATEMENT_ENDINGS)
+            story = (
+                rng.choice(emergencies.STORY_DETAILS)
+                + rng.choice(emergencies.STORY_OPENINGS)
+                + "，"
+                + who
+                + sign
+                + "。"
+                + rng.choice(emergencies.STORY_CLOSINGS)
+            )
+            forms = [question, statement, story]
+            for text in (forms[i % 3], forms[(i + 1) % 3]):
+                add(text, turns(text, urgent))
+            if rng.random() < 0.4:
+                slipped = _typo(rng.choice(forms), rng)
+                add(slipped, turns(slipped, urgent))
+            later = rng.choice(RED_FLAG_FOLLOW_UPS) + who + sign + "。"
+            if i == 0 or rng.random() < 0.3:
+                firsts = ([opener] if opener and i == 0 else []) + rng.sample(generic, len(generic))
+                any(add(q, turns(q, a) + turns(later, urgent)) for q, a in firsts)
+    return convos
+
+
 def _mix_in(train: list[Conversation], extra: list[Conversation], rng: random.Random) -> None:
     """Insert `extra` at seeded places (after the held-out sets are drawn, so that adding
     training chats does not change which recall questions are asked)."""
@@ -290,6 +347,7 @@ def build(
     dupes = sorted({q for q in firsts if firsts.count(q) > 1})
     if dupes:
         raise ValueError(f"duplicate opening questions: {dupes}")
+    varied += situation_conversations(random.Random(SEED + 3), set(firsts), safety_answers)
     rng.shuffle(train)
     recall = [
         r

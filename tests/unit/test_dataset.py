@@ -79,3 +79,26 @@ def test_unseen_topics_are_absent_from_training_and_every_condition_is_a_known_t
         assert medterms.conditions(entry["name"]) == [entry["name"]], entry["name"]
         if entry.get("q"):
             assert medterms.conditions(entry["q"]) == [entry["name"]], entry["q"]
+
+
+def test_emergencies_are_taught_as_situations_in_every_form_patients_use():
+    """Issue 18: the red-flag chats cover many emergency situations, each in several forms (a
+    question, a statement without a question, a story, a follow-up turn, pinyin slips); a
+    situation the model never saw gets the deferral of an unknown condition, not 120."""
+    from knowledge import emergencies
+
+    urgent = make_dataset.SAFETY_ANSWERS["red_flag"]
+    train = [r["conversations"] for r in make_dataset.build()["train"]]
+    red = [c for c in train if c[-1]["content"] == urgent]
+    situations = emergencies.SITUATIONS
+    assert len(situations) >= 40 and sum(len(s.signs) for s in situations) >= 100
+    for s in situations:
+        asked = [c for c in red for sign in s.signs if sign in c[-2]["content"]]
+        assert len(asked) >= len(s.signs) * 2, s.name
+        assert any(len(c) > 2 for c in asked), f"{s.name}: never in a follow-up turn"
+        assert any(not c[-2]["content"].endswith(("？", "吗", "啊")) for c in asked), s.name
+    slips = set(emergencies.TYPOS.values())
+    typed = [c for c in red if any(ch in slips for ch in c[-2]["content"])]
+    assert len(typed) >= 40
+    stories = [c for c in red if len(c[-2]["content"]) >= 45]
+    assert len(stories) >= 40
