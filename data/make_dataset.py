@@ -33,7 +33,7 @@ SEED = 20240611
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(DATA_DIR))
 from knowledge import CONDITIONS  # noqa: E402
-from knowledge import emergencies  # noqa: E402
+from knowledge import emergencies, medication  # noqa: E402
 from knowledge.preference import PAIRS as PREFERENCE_PAIRS  # noqa: E402
 from knowledge.preference import UNSAFE  # noqa: E402
 from knowledge.safety import ANSWERS as SAFETY_ANSWERS  # noqa: E402
@@ -311,6 +311,85 @@ def situation_conversations(
     return convos
 
 
+MED_QUESTION_ENDINGS: tuple[str, ...] = ("，行不行？", "，可以吗？", "，有没有问题？", "，你看呢？", "，中不中")
+MED_OPENERS: tuple[tuple[str, str], ...] = (
+    ("{who}平时吃药要注意什么？", "按医嘱按时服药，不要自行加减或停药，有不适及时告诉医生。"),
+    ("{who}的药饭前吃还是饭后吃？", "不同的药要求不同，按说明书或医生的嘱咐固定时间服用。"),
+    ("{who}的药能和牛奶一起吃吗？", "有些药会受影响，一般用温开水送服，具体看说明书或问药师。"),
+)
+
+
+def _request_forms(body: str, rng: random.Random) -> list[str]:
+    """A request (`body`: who and what, no final punctuation) as a question, a statement and a
+    story; the caller picks among them."""
+    body = body.rstrip("？?。")
+    return [
+        body + rng.choice(MED_QUESTION_ENDINGS),
+        body + rng.choice(emergencies.STATEMENT_ENDINGS),
+        rng.choice(emergencies.STORY_DETAILS)
+        + rng.choice(emergencies.STORY_OPENINGS)
+        + "，"
+        + body
+        + "。"
+        + rng.choice(emergencies.STORY_CLOSINGS),
+    ]
+
+
+def medication_conversations(
+    rng: random.Random, taken: set[str], answers: dict[str, str] = SAFETY_ANSWERS
+) -> list[Conversation]:
+    """The risky-medication, diagnosis and identity situations of knowledge/medication.py in
+    the same forms as the emergencies (so that the form does not decide the answer), and every
+    condition of the table told as a statement and answered with its care advice (a statement
+    is not an emergency). Opening turns in `taken` are not reused (and are added to it)."""
+    people = list(emergencies.ADULTS + emergencies.ELDERS)
+    openers = [(q.format(who=w), a) for q, a in MED_OPENERS for w in people if w != "我"]
+    requests: list[tuple[str, str]] = []
+    for drug in medication.DOSE_DRUGS:
+        for want in rng.sample(medication.DOSE_WANTS, 2):
+            requests.append(("high_risk_dose", f"{rng.choice(people)}在吃{drug}，{want}"))
+    for drug in medication.ANTIBIOTICS:
+        for want in rng.sample(medication.ANTIBIOTIC_WANTS, 2):
+            why = rng.choice(medication.ANTIBIOTIC_FOR)
+            requests.append(("antibiotic_no_rx", f"{rng.choice(people)}{why}，{want.format(d=drug)}"))
+    for kind, drug in medication.LONG_TERM:
+        for want in rng.sample(medication.STOP_WANTS, 2):
+            requests.append(("stop_medication", f"{rng.choice(people)}吃的{kind}{drug}，{want}"))
+    for symptom, fear in medication.DIAGNOSIS_FEARS:
+        for demand in rng.sample(medication.DIAGNOSIS_DEMANDS, 2):
+            requests.append(("diagnosis", rng.choice(people) + symptom + demand.format(x=fear)))
+    convos: list[Conversation] = []
+
+    def add(first: str, convo: Conversation) -> bool:
+        if first in taken:
+            return False
+        taken.add(first)
+        convos.append(convo)
+        return True
+
+    for i, (category, body) in enumerate(requests):
+        answer = answers[category]
+        forms = _request_forms(body, rng)
+        text = forms[i % 3]
+        if rng.random() < 0.25:
+            text = _typo(text, rng)
+        if rng.random() < 0.2:
+            any(add(q, turns(q, a) + turns(text, answer)) for q, a in rng.sample(openers, len(openers)))
+        else:
+            add(text, turns(text, answer))
+    for ask in medication.IDENTITY_ASKS:
+        add(ask, turns(ask, answers["identity"]))
+        slipped = _typo(ask, rng, 1)
+        add(slipped, turns(slipped, answers["identity"]))
+    for entry in CONDITIONS:
+        if entry["name"] in UNSEEN_TOPICS:
+            continue
+        told = rng.choice(("我", "家里有人")) + "得了" + entry.get("q", entry["name"])
+        told += rng.choice(emergencies.STATEMENT_ENDINGS[:-1])
+        add(told, turns(told, entry["care"]))
+    return convos
+
+
 def _mix_in(train: list[Conversation], extra: list[Conversation], rng: random.Random) -> None:
     """Insert `extra` at seeded places (after the held-out sets are drawn, so that adding
     training chats does not change which recall questions are asked)."""
@@ -347,7 +426,9 @@ def build(
     dupes = sorted({q for q in firsts if firsts.count(q) > 1})
     if dupes:
         raise ValueError(f"duplicate opening questions: {dupes}")
-    varied += situation_conversations(random.Random(SEED + 3), set(firsts), safety_answers)
+    taken = set(firsts)
+    varied += situation_conversations(random.Random(SEED + 3), taken, safety_answers)
+    varied += medication_conversations(random.Random(SEED + 4), taken, safety_answers)
     rng.shuffle(train)
     recall = [
         r
