@@ -386,7 +386,9 @@ def medication_conversations(
             continue
         told = rng.choice(("我", "家里有人")) + "得了" + entry.get("q", entry["name"])
         told += rng.choice(emergencies.STATEMENT_ENDINGS[:-1])
-        add(told, turns(told, entry["care"]))
+        # the care advice, opened differently: the same answer in a third chat would make it a
+        # template (scoring.TEMPLATE_USES), which earns no credit
+        add(told, turns(told, "别太着急，" + entry["care"]))
     return convos
 
 
