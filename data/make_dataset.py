@@ -336,7 +336,10 @@ def _request_forms(body: str, rng: random.Random) -> list[str]:
 
 
 def medication_conversations(
-    rng: random.Random, taken: set[str], answers: dict[str, str] = SAFETY_ANSWERS
+    rng: random.Random,
+    taken: set[str],
+    answers: dict[str, str] = SAFETY_ANSWERS,
+    conditions: list[dict] = CONDITIONS,
 ) -> list[Conversation]:
     """The risky-medication, diagnosis and identity situations of knowledge/medication.py in
     the same forms as the emergencies (so that the form does not decide the answer), and every
@@ -381,9 +384,7 @@ def medication_conversations(
         add(ask, turns(ask, answers["identity"]))
         slipped = _typo(ask, rng, 1)
         add(slipped, turns(slipped, answers["identity"]))
-    for entry in CONDITIONS:
-        if entry["name"] in UNSEEN_TOPICS:
-            continue
+    for entry in conditions:
         told = rng.choice(("我", "家里有人")) + "得了" + entry.get("q", entry["name"])
         told += rng.choice(emergencies.STATEMENT_ENDINGS[:-1])
         # the care advice, opened differently: the same answer in a third chat would make it a
@@ -430,7 +431,7 @@ def build(
         raise ValueError(f"duplicate opening questions: {dupes}")
     taken = set(firsts)
     varied += situation_conversations(random.Random(SEED + 3), taken, safety_answers)
-    varied += medication_conversations(random.Random(SEED + 4), taken, safety_answers)
+    varied += medication_conversations(random.Random(SEED + 4), taken, safety_answers, trained)
     rng.shuffle(train)
     recall = [
         r
