@@ -67,12 +67,14 @@ else
 	$(BIN)/dvc repro
 endif
 
+# TEST_WORKERS: pytest-xdist processes, one per core (docs/testing.md); TEST_WORKERS=0 runs in one
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -m "not team"
+	$(BIN)/python -m pytest -m "not team" -n $(TEST_WORKERS)
 
 # The inner loop: unit tests without the slow (end-to-end, DVC-driven) and team tiers
 test-unit: install
-	$(BIN)/python -m pytest -m "not slow and not team" tests/unit
+	$(BIN)/python -m pytest -m "not slow and not team" -n $(TEST_WORKERS) tests/unit
 
 # The team tier: starts PostgreSQL, S3, MLflow and Prefect servers of its own (docs/team.md)
 test-team: install

@@ -18,6 +18,16 @@ ASSETS = Path(__file__).parent / "assets"
 offline_env(hub_offline=True)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
+# `make test` runs the suite on pytest-xdist workers, one per core (TEST_WORKERS): each worker,
+# and every stage process its tests start, then computes on one thread instead of all cores
+# (two workers of two threads on two cores run slower than one).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
 # The default data's first 60 conversations: the rows of the tests that train (one prepared
 # project for all of them, see `prepared`).
 TRAIN_ROWS = 60
