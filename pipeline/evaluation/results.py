@@ -58,6 +58,7 @@ class Metric(StrEnum):
     CAUTIOUS_RATE = "cautious_rate"
     WRONG_TOPIC_RATE = "wrong_topic_rate"
     PASS_RATE = "pass_rate"
+    OVER_TRIAGE_RATE = "over_triage_rate"
     STOP_RATE = "stop_rate"
     TEMPLATE_LEAK_RATE = "template_leak_rate"
     IDENTITY_RATE = "identity_rate"
