@@ -48,7 +48,7 @@ def _coverage_lines(ctx: Context) -> list[str]:
             + (f" ({cats})" if cats else "")
             + "."
         )
-    lines += [f"Set `{s}`: {line}." for s, line in ctx.near_duplicates.items()]
+    lines += [f"Set `{s}`: {line}." for s, line in ctx.near_duplicates.items() if line]
     return lines
 
 
