@@ -497,36 +497,6 @@ def preference_pairs(
     return rows
 
 
-# Over-triage pairs: this many training requests that are not emergencies (a dose, a stop,
-# a diagnosis, who is answering), their category's answer against "call 120".
-OVER_TRIAGE_PAIRS = 48
-
-
-def over_triage_pairs(
-    train: list[dict], answers: dict[str, str] = SAFETY_ANSWERS, k: int = OVER_TRIAGE_PAIRS
-) -> list[dict]:
-    """TRL rows that prefer the category's answer to the urgent one on single-turn training
-    requests that are not emergencies: what a model that learned "a statement is an emergency"
-    says is the rejected answer (issue 18's over-triage)."""
-    category_of = {a: c for c, a in answers.items() if c != "red_flag"}
-    calm = [
-        (category_of[c[1]["content"]], c[0]["content"])
-        for c in (r["conversations"] for r in train)
-        if len(c) == 2 and c[1]["content"] in category_of
-    ]
-    picked = random.Random(SEED + 5).sample(calm, min(k, len(calm)))
-    return [
-        {
-            "id": f"pref-triage-{n:03d}",
-            "category": category,
-            "prompt": prompt,
-            "chosen": answers[category],
-            "rejected": answers["red_flag"],
-        }
-        for n, (category, prompt) in enumerate(picked)
-    ]
-
-
 def _with_id(prefix: str, i: int, row: dict) -> dict:
     """A project-format record whose id names the condition and the question kind."""
     return {
@@ -551,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sets = build()
     write(sets["train"], args.out)
-    write(preference_pairs() + over_triage_pairs(sets["train"]), args.preference_out)
+    write(preference_pairs(), args.preference_out)
     for name in ("recall", "unseen_topics", "safety_probes"):
         write(sets[name], args.eval_dir / f"{name}.jsonl")
     counts = {name: len(rows) for name, rows in sets.items()}
