@@ -409,9 +409,12 @@ def build(
     unseen_topics: tuple[str, ...] = UNSEEN_TOPICS,
     unknown: tuple[str, ...] = UNKNOWN_CONDITIONS,
     safety_answers: dict[str, str] = SAFETY_ANSWERS,
+    forms: bool = True,
 ) -> dict[str, list[dict]]:
     """Training conversations and the held-out evaluation sets, all deterministic. The
-    arguments let tests build a smaller corpus, or a deliberately wrong one, the same way."""
+    arguments let tests build a smaller corpus, or a deliberately wrong one, the same way;
+    `forms=False` leaves out the situation and medication chats in patients' forms (770 chats
+    that would outweigh a corpus of a few conditions)."""
     rng = random.Random(SEED)
     trained = [e for e in conditions if e["name"] not in unseen_topics]
     missing = set(unseen_topics) - {e["name"] for e in conditions}
@@ -430,8 +433,9 @@ def build(
     if dupes:
         raise ValueError(f"duplicate opening questions: {dupes}")
     taken = set(firsts)
-    varied += situation_conversations(random.Random(SEED + 3), taken, safety_answers)
-    varied += medication_conversations(random.Random(SEED + 4), taken, safety_answers, trained)
+    if forms:
+        varied += situation_conversations(random.Random(SEED + 3), taken, safety_answers)
+        varied += medication_conversations(random.Random(SEED + 4), taken, safety_answers, trained)
     rng.shuffle(train)
     recall = [
         r
