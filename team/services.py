@@ -227,5 +227,17 @@ def usage(stack: Stack, seconds: float) -> str:
             f"Use it:   . {rel}/env   (as `trainer`; then make run, make prefect-worker, ...)",
             f"Accounts: . {rel}/env.reviewer | env.viewer | env.admin   after it",
             "Stop:     make team-down   (the data stays for the next make team-up)",
+            _timing_lines(stack.timings),
         ]
+    )
+
+
+def _timing_lines(timings: dict[str, tuple[float, float]]) -> str:
+    """Each step of the last `up`: its own seconds and when (from the start) it was done.
+    Steps run side by side, so their seconds add up to more than the total."""
+    if not timings:
+        return "Steps:    nothing to start"
+    steps = sorted(timings.items(), key=lambda item: item[1][1])
+    return "Steps:    " + ", ".join(
+        f"{n} {took:.1f} s (done at {at:.1f})" for n, (took, at) in steps
     )

@@ -13,7 +13,7 @@ import secrets
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from team import objectstore, postgres, proc, services
@@ -41,6 +41,8 @@ class Stack:
 
     folder: Path
     project: Path
+    # step -> (its seconds, seconds from the start of `up` to its end), of the last `up`
+    timings: dict[str, tuple[float, float]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
         self.folder = self.folder.resolve()
@@ -85,8 +87,11 @@ class Stack:
 
     # --- up / down ---------------------------------------------------------------------------
     def up(self) -> float:
-        """Start what is not running, provision, write the env files; seconds it took."""
+        """Start what is not running, provision, write the env files; seconds it took (each
+        step's own seconds, from the start of `up` to its end, are in `self.timings`)."""
         t0 = time.monotonic()
+        self.timings.clear()
+        timed = lambda name, fn, *a: _timed(self.timings, t0, name, fn, *a)  # noqa: E731
         self.folder.mkdir(parents=True, exist_ok=True)
         _ignore_in_git(self.folder)
         sec, state = self.secrets(), self.state()
@@ -96,11 +101,17 @@ class Stack:
         save = lambda: self.save_state(state)  # noqa: E731 - each server records its pid
         try:
             with ThreadPoolExecutor(max_workers=3) as pool:
-                s3 = pool.submit(services.start_s3, self, ports, pids, sec, save)
-                pids["postgres"] = services.start_postgres(self, ports["postgres"], sec)
+                s3 = pool.submit(timed, "s3", services.start_s3, self, ports, pids, sec, save)
+                pids["postgres"] = timed(
+                    "postgres", services.start_postgres, self, ports["postgres"], sec
+                )
                 save()
-                ml = pool.submit(services.start_mlflow, self, ports, pids, sec, s3, save)
-                pf = pool.submit(services.start_prefect, self, ports, pids, sec, save)
+                ml = pool.submit(
+                    timed, "mlflow", services.start_mlflow, self, ports, pids, sec, s3, save
+                )
+                pf = pool.submit(
+                    timed, "prefect", services.start_prefect, self, ports, pids, sec, save
+                )
                 s3.result(), ml.result(), pf.result()
         finally:
             save()
@@ -112,12 +123,16 @@ class Stack:
             "prefect": lambda: services.provision_prefect(self, env),
         }
         with ThreadPoolExecutor(max_workers=2) as pool:  # only what changed since last time
-            jobs = {n: pool.submit(step) for n, step in steps.items() if done.get(n) != wanted[n]}
+            jobs = {
+                n: pool.submit(timed, f"{n} set-up", step)
+                for n, step in steps.items()
+                if done.get(n) != wanted[n]
+            }
             for name, job in jobs.items():
                 job.result()
                 done[name] = wanted[name]
         self.save_state(state)
-        services.configure_dvc(self.project, env)
+        timed("dvc remote", services.configure_dvc, self.project, env)
         self._write_env_files(env, sec)
         return time.monotonic() - t0
 
@@ -170,6 +185,16 @@ class Stack:
                 key, _, value = line.removeprefix("export ").partition("=")
                 env[key] = value
         return env
+
+
+def _timed(timings: dict[str, tuple[float, float]], t0: float, name: str, fn, *args):
+    """`fn(*args)`, its seconds in `timings[name]` (as "took" and "done at", from `t0`)."""
+    start = time.monotonic()
+    try:
+        return fn(*args)
+    finally:
+        end = time.monotonic()
+        timings[name] = (round(end - start, 1), round(end - t0, 1))
 
 
 def _check_ports(ports: dict, pids: dict, marker: str) -> None:
