@@ -51,8 +51,7 @@ def start_s3(stack: Stack, ports: dict, pids: dict, sec: dict[str, str], save) -
         cmd = objectstore.command(
             folder, ports["s3"], ports["weed"], sec["s3_key"], sec["s3_secret"]
         )
-        pids["s3"] = proc.start(cmd, folder / "weed.log", _base_env(), folder)
-        save()
+        save(s3=proc.start(cmd, folder / "weed.log", _base_env(), folder))
     ready = lambda: objectstore.buckets_ready(endpoint, sec["s3_key"], sec["s3_secret"])  # noqa: E731
     proc.wait(ready, f"S3 store at {endpoint}", folder / "weed.log", STARTUP_S, pids["s3"])
 
@@ -97,8 +96,7 @@ def start_mlflow(stack: Stack, ports: dict, pids: dict, sec: dict[str, str], s3,
         cmd = [sys.executable, "-m", "team.mlflow_server", "server", "--host", "127.0.0.1"]
         cmd += ["--port", str(ports["mlflow"]), "--workers", "1", "--app-name", "basic-auth"]
         cmd += ["--artifacts-destination", "s3://mlflow/artifacts"]
-        pids["mlflow"] = proc.start(cmd, folder / "mlflow.log", environ, folder)
-        save()
+        save(mlflow=proc.start(cmd, folder / "mlflow.log", environ, folder))
     ok = lambda: proc.http_ok(f"{url}/health")  # noqa: E731
     proc.wait(ok, f"MLflow server at {url}", folder / "mlflow.log", STARTUP_S, pids["mlflow"])
 
@@ -124,8 +122,7 @@ def start_prefect(stack: Stack, ports: dict, pids: dict, sec: dict[str, str], sa
         }
         cmd = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1"]
         cmd += ["--port", str(ports["prefect"])]
-        pids["prefect"] = proc.start(cmd, folder / "prefect.log", environ, folder)
-        save()
+        save(prefect=proc.start(cmd, folder / "prefect.log", environ, folder))
     headers = prefect_auth_header(f"admin:{sec['prefect']}")
     ok = lambda: proc.http_ok(f"{url}/flows/count", headers) and _post_ok(url, headers)  # noqa: E731
     proc.wait(ok, f"Prefect server at {url}", folder / "prefect.log", STARTUP_S, pids["prefect"])

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ class Stack:
     project: Path
     # step -> (its seconds, seconds from the start of `up` to its end), of the last `up`
     timings: dict[str, tuple[float, float]] = field(default_factory=dict, init=False, repr=False)
+    # `up` starts servers side by side: each records its pid in state.json from its thread
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self):
         self.folder = self.folder.resolve()
@@ -82,8 +85,12 @@ class Stack:
             self.save_state(state)  # before anything starts: a failed `up` is resumed, not lost
         return state
 
-    def save_state(self, state: dict) -> None:
-        self._write("state.json", json.dumps(state, indent=1))
+    def save_state(self, state: dict, **pids: int) -> None:
+        """Record `pids` (server name -> pid) in `state`, then write state.json (0600, replaced
+        atomically). Safe from several threads at once: `up` starts the servers side by side."""
+        with self._lock:
+            state.setdefault("pids", {}).update(pids)
+            self._write("state.json", json.dumps(state, indent=1))
 
     # --- up / down ---------------------------------------------------------------------------
     def up(self) -> float:
@@ -98,14 +105,12 @@ class Stack:
         ports, pids = state["ports"], state["pids"]
         marker = str(self.folder)
         _check_ports(ports, pids, marker)
-        save = lambda: self.save_state(state)  # noqa: E731 - each server records its pid
+        save = lambda **pid: self.save_state(state, **pid)  # noqa: E731 - each records its pid
         try:
             with ThreadPoolExecutor(max_workers=3) as pool:
                 s3 = pool.submit(timed, "s3", services.start_s3, self, ports, pids, sec, save)
-                pids["postgres"] = timed(
-                    "postgres", services.start_postgres, self, ports["postgres"], sec
-                )
-                save()
+                pid = timed("postgres", services.start_postgres, self, ports["postgres"], sec)
+                save(postgres=pid)
                 ml = pool.submit(
                     timed, "mlflow", services.start_mlflow, self, ports, pids, sec, s3, save
                 )
