@@ -85,11 +85,13 @@ class Stack:
             self.save_state(state)  # before anything starts: a failed `up` is resumed, not lost
         return state
 
-    def save_state(self, state: dict, **pids: int) -> None:
-        """Record `pids` (server name -> pid) in `state`, then write state.json (0600, replaced
-        atomically). Safe from several threads at once: `up` starts the servers side by side."""
+    def save_state(self, state: dict, **changes: dict) -> None:
+        """Merge `changes` (section -> {key: value}, e.g. pids={"s3": 123}) into `state`, then
+        write state.json (0600, replaced atomically). Safe from several threads at once: `up`
+        starts and sets up the servers side by side, each recording what it did."""
         with self._lock:
-            state.setdefault("pids", {}).update(pids)
+            for section, values in changes.items():
+                state.setdefault(section, {}).update(values)
             self._write("state.json", json.dumps(state, indent=1))
 
     # --- up / down ---------------------------------------------------------------------------
@@ -105,38 +107,46 @@ class Stack:
         ports, pids = state["ports"], state["pids"]
         marker = str(self.folder)
         _check_ports(ports, pids, marker)
-        save = lambda **pid: self.save_state(state, **pid)  # noqa: E731 - each records its pid
+        save = lambda **pid: self.save_state(state, pids=pid)  # noqa: E731 - each its own pid
+        env = self.env(sec, ports)
+        done, wanted = state.setdefault("provisioned", {}), services.provision_signature(self)
+
+        def set_up(name: str, step) -> None:
+            """A server's set-up, right after it is ready: only when what it depends on changed
+            since the last `up`."""
+            if done.get(name) != wanted[name]:
+                timed(f"{name} set-up", step)
+                self.save_state(state, provisioned={name: wanted[name]})
+
+        def mlflow(s3) -> None:
+            timed("mlflow", services.start_mlflow, self, ports, pids, sec, s3, save)
+            set_up("mlflow", lambda: services.provision_mlflow(self, env, sec))
+
+        def prefect() -> None:
+            # its set-up process imports Prefect while the server starts, then waits for it
+            setup = None
+            if done.get("prefect") != wanted["prefect"]:
+                setup = services.start_prefect_setup(self, env)
+            try:
+                timed("prefect", services.start_prefect, self, ports, pids, sec, save)
+            except BaseException:
+                if setup:
+                    setup.kill()
+                    setup.wait()
+                raise
+            log = self.folder / "prefect" / "setup.log"
+            set_up("prefect", lambda: setup and services.finish_prefect_setup(setup, log))
+
         try:
             with ThreadPoolExecutor(max_workers=3) as pool:
                 s3 = pool.submit(timed, "s3", services.start_s3, self, ports, pids, sec, save)
                 pid = timed("postgres", services.start_postgres, self, ports["postgres"], sec)
                 save(postgres=pid)
-                ml = pool.submit(
-                    timed, "mlflow", services.start_mlflow, self, ports, pids, sec, s3, save
-                )
-                pf = pool.submit(
-                    timed, "prefect", services.start_prefect, self, ports, pids, sec, save
-                )
-                s3.result(), ml.result(), pf.result()
+                jobs = [s3, pool.submit(mlflow, s3), pool.submit(prefect)]
+                for job in jobs:
+                    job.result()
         finally:
             save()
-        env = self.env(sec, ports)
-        done = state.setdefault("provisioned", {})
-        wanted = services.provision_signature(self)
-        steps = {
-            "mlflow": lambda: services.provision_mlflow(self, env, sec),
-            "prefect": lambda: services.provision_prefect(self, env),
-        }
-        with ThreadPoolExecutor(max_workers=2) as pool:  # only what changed since last time
-            jobs = {
-                n: pool.submit(timed, f"{n} set-up", step)
-                for n, step in steps.items()
-                if done.get(n) != wanted[n]
-            }
-            for name, job in jobs.items():
-                job.result()
-                done[name] = wanted[name]
-        self.save_state(state)
         timed("dvc remote", services.configure_dvc, self.project, env)
         self._write_env_files(env, sec)
         return time.monotonic() - t0
