@@ -84,8 +84,7 @@ def lineage(cfg: Config, git: fingerprint.GitState | None = None) -> dict[str, s
     git = git or fingerprint.git_state(cfg.root)
     adapter = paths.final_adapter(cfg.align.enabled)
     tok_files = [
-        adapter / n
-        for n in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+        adapter / n for n in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
     ]
     tags = {
         **git.tags(),
