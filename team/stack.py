@@ -179,6 +179,8 @@ class Stack:
             "MLFLOW_TRACKING_PASSWORD": sec["trainer"],
             "PREFECT_API_URL": f"http://127.0.0.1:{ports['prefect']}/api",
             "PREFECT_API_AUTH_STRING": f"admin:{sec['prefect']}",
+            # Prefect's server answers 500 while PostgreSQL restarts: retry it as a 503
+            "PREFECT_CLIENT_RETRY_EXTRA_CODES": "500",
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{ports['s3']}",
             "AWS_ACCESS_KEY_ID": sec["s3_key"],
             "AWS_SECRET_ACCESS_KEY": sec["s3_secret"],
