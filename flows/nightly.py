@@ -27,8 +27,12 @@ Deployed from prefect.yaml (`make deploy`: cron `0 2 * * *`, Asia/Shanghai, on t
    answer in time: `champion` stays, the version is tagged so, and Prefect ends the run Failed
    ("never resumed").
 5. The validation summary, the evaluation report and the run's outcome are Prefect artifacts.
-   A failing stage fails the run with its PipelineError message; a registration that fails
-   half-way is undone (new versions deleted, `champion` restored).
+   A failing stage fails the run with its PipelineError message, named by the stage (`stage
+   train: ...`; an error from outside the stage, e.g. the Prefect server failing while it
+   records the stage, is a StageInterrupted that says so); a registration that fails half-way
+   is undone (new versions deleted, `champion` restored). The deployment's runs retry a 500
+   from the Prefect server (prefect.yaml), which is what it answers while its database
+   restarts.
 """
 
 from __future__ import annotations
@@ -183,6 +187,16 @@ def _outcome(message: str, details: dict[str, Any]) -> None:
     create_markdown_artifact(key="nightly-result", markdown="\n".join(lines), description=message)
 
 
+def _failure_outcome(exc: Exception) -> None:
+    """The `nightly-result` artifact of a failed run, when the server takes it: the server may
+    be what failed the stage (its database restarting), and the stage's error, not this one,
+    is what the run must end with."""
+    try:
+        _outcome(f"failed: {type(exc).__name__}", {"reason": str(exc)[:2000]})
+    except Exception as report:  # noqa: BLE001 - logged; the stage's error is raised
+        get_run_logger().warning("nightly-result artifact not recorded: %s", report)
+
+
 AFTER_STAGE = {"validate": attach_validation, "evaluate": attach_report}
 
 
@@ -295,7 +309,7 @@ def nightly_retrain(
         with concurrency(training_limit, occupy=1, timeout_seconds=limit_timeout_s, strict=False):
             runs = run_stages(params_path, force)
     except Exception as exc:
-        _outcome(f"failed: {type(exc).__name__}", {"reason": str(exc)[:2000]})
+        _failure_outcome(exc)
         raise
     ran = [r.stage for r in runs if r.ran] or ["none"]
     registration = _registered(runs)

@@ -35,12 +35,13 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import CancelledRun
 
 import pipeline
 from flows import shutdown, stagelog
 from pipeline import STAGES, results
 from pipeline.config import load_config
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, PipelineError
 
 Hook = Callable[[str], None]  # called with the params path
 
@@ -221,18 +222,39 @@ def run_stages(
     return runs
 
 
+class StageInterrupted(PipelineError):
+    """A stage stopped by something outside it, not by an error of its own: the orchestrator's
+    API failing while it recorded the stage (its database restarted, say), the machine. A rerun
+    goes on from there: DVC skips the stages that finished, train resumes from its last
+    checkpoint."""
+
+    transient = True
+
+
 def _run_one(name: str, params_path: str, dvc: bool, force: bool, on_failure: Hook | None):
     logger = get_run_logger()
     start = time.monotonic()
     try:
         with shutdown.on_signal(f"stage {name}"):
             run = stage_task(name)(params_path, dvc, force)
-    except BaseException as exc:
+    except Exception as exc:
+        seconds = time.monotonic() - start
+        logger.error("stage %s: failed after %.1f s: %s", name, seconds, _one_line(exc))
+        if on_failure:
+            _after_failure(name, on_failure, params_path, logger)
+        if isinstance(exc, CancelledRun):  # the user cancelled the run: it ends Cancelled
+            raise
+        if not isinstance(exc, PipelineError):
+            raise StageInterrupted(
+                f"stage {name}: interrupted after {seconds:.1f} s by {_one_line(exc)}; rerun: "
+                "DVC skips the stages that finished, train resumes from its last checkpoint"
+            ) from exc
+        _name_stage(exc, name)
+        raise
+    except BaseException as exc:  # Ctrl-C, a signal (flows/shutdown.py): as they are
         logger.error(
             "stage %s: failed after %.1f s: %s", name, time.monotonic() - start, _one_line(exc)
         )
-        if on_failure and isinstance(exc, Exception):
-            on_failure(params_path)
         raise
     if run.ran:
         logger.info("stage %s: done in %.1f s", name, run.seconds)
@@ -241,6 +263,23 @@ def _run_one(name: str, params_path: str, dvc: bool, force: bool, on_failure: Ho
     else:
         logger.info("stage %s: %s, not run", name, run.reason)
     return run
+
+
+def _after_failure(name: str, hook: Hook, params_path: str, logger: Any) -> None:
+    """`hook` (e.g. undoing a registration) after the stage failed; its own failure is logged
+    and does not replace the stage's error (the server that failed the stage may fail it too)."""
+    try:
+        hook(params_path)
+    except Exception as exc:
+        logger.error("stage %s: the clean-up after it failed failed too: %s", name, _one_line(exc))
+
+
+def _name_stage(exc: PipelineError, name: str) -> None:
+    """The stage's name at the front of its error's message (the flow run's state message
+    shows only that), unless it is there already."""
+    prefix = f"stage {name}: "
+    if exc.args and not str(exc.args[0]).startswith(prefix):
+        exc.args = (prefix + str(exc.args[0]), *exc.args[1:])
 
 
 def _one_line(exc: BaseException) -> str:

@@ -6,8 +6,17 @@ runs them all, and flows/ orchestrates the same functions with Prefect.
 """
 
 # The DAG, in execution order. dvc.yaml and flows/ must agree with it (tests/unit/test_dag.py).
-STAGES = ("ingest", "validate", "split", "base", "preprocess", "train", "align", "evaluate",
-          "register")
+STAGES = (
+    "ingest",
+    "validate",
+    "split",
+    "base",
+    "preprocess",
+    "train",
+    "align",
+    "evaluate",
+    "register",
+)
 # Where each stage's module lives: pipeline/<concern>/<stage>.py.
 STAGE_MODULES = {
     "ingest": "pipeline.data.ingest",

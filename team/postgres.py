@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from team import proc
@@ -87,6 +88,30 @@ def running_pid(folder: Path) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return pid if proc.alive(pid, str(folder)) else None
+
+
+def restart(folder: Path, down_s: float = 0.0) -> int:
+    """Restart the running cluster (fast: every session is ended), as a team's database is
+    restarted under its servers (the team tests use it); the new postmaster's pid, once it
+    accepts connections. `down_s` 0: `pg_ctl restart` (down about a second); more: stopped
+    that many seconds before it starts again, as a managed database's restart or failover
+    is."""
+    data, log = folder / "data", folder / "postgres.log"
+    pid = running_pid(folder)
+    if not pid:
+        raise StackError(f"PostgreSQL in {data} is not running")
+    if down_s <= 0:
+        cmd = [str(bin_dir() / "pg_ctl"), "-D", str(data), "-l", str(log), "-m", "fast", "-w"]
+        _run([*cmd, "-t", "60", "restart"], f"restart (log {log})")
+    else:
+        port = int((data / "postmaster.pid").read_text().splitlines()[3])
+        stop(folder)
+        time.sleep(down_s)
+        start(folder, port)
+    pid = running_pid(folder)
+    if not pid:
+        raise StackError(f"PostgreSQL did not come back: see {log}")
+    return pid
 
 
 def stop(folder: Path) -> bool:

@@ -98,6 +98,9 @@ def http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
         return False
 
 
+POLL_S = 0.1  # each check is a refused connect until the server listens: cheap
+
+
 def wait(check: Callable[[], bool], what: str, log: Path, timeout: float, pid: int) -> None:
     """Until `check()` holds; an error (with the log's tail) when `pid` exits or time is up."""
     deadline = time.monotonic() + timeout
@@ -106,7 +109,7 @@ def wait(check: Callable[[], bool], what: str, log: Path, timeout: float, pid: i
             return
         if _exited(pid):
             raise StackError(f"{what} exited (log: {log})\n{_tail(log)}")
-        time.sleep(0.3)
+        time.sleep(POLL_S)
     raise StackError(f"{what} not ready after {timeout:.0f} s (log: {log})\n{_tail(log)}")
 
 

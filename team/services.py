@@ -51,9 +51,12 @@ def start_s3(stack: Stack, ports: dict, pids: dict, sec: dict[str, str], save) -
         cmd = objectstore.command(
             folder, ports["s3"], ports["weed"], sec["s3_key"], sec["s3_secret"]
         )
-        pids["s3"] = proc.start(cmd, folder / "weed.log", _base_env(), folder)
-        save()
-    ready = lambda: objectstore.buckets_ready(endpoint, sec["s3_key"], sec["s3_secret"])  # noqa: E731
+        save(s3=proc.start(cmd, folder / "weed.log", _base_env(), folder))
+
+    def ready() -> bool:  # a boto3 client only once the port is open: it costs CPU
+        keys = sec["s3_key"], sec["s3_secret"]
+        return proc.port_open(ports["s3"]) and objectstore.buckets_ready(endpoint, *keys)
+
     proc.wait(ready, f"S3 store at {endpoint}", folder / "weed.log", STARTUP_S, pids["s3"])
 
 
@@ -97,8 +100,7 @@ def start_mlflow(stack: Stack, ports: dict, pids: dict, sec: dict[str, str], s3,
         cmd = [sys.executable, "-m", "team.mlflow_server", "server", "--host", "127.0.0.1"]
         cmd += ["--port", str(ports["mlflow"]), "--workers", "1", "--app-name", "basic-auth"]
         cmd += ["--artifacts-destination", "s3://mlflow/artifacts"]
-        pids["mlflow"] = proc.start(cmd, folder / "mlflow.log", environ, folder)
-        save()
+        save(mlflow=proc.start(cmd, folder / "mlflow.log", environ, folder))
     ok = lambda: proc.http_ok(f"{url}/health")  # noqa: E731
     proc.wait(ok, f"MLflow server at {url}", folder / "mlflow.log", STARTUP_S, pids["mlflow"])
 
@@ -124,11 +126,15 @@ def start_prefect(stack: Stack, ports: dict, pids: dict, sec: dict[str, str], sa
         }
         cmd = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1"]
         cmd += ["--port", str(ports["prefect"])]
-        pids["prefect"] = proc.start(cmd, folder / "prefect.log", environ, folder)
-        save()
+        save(prefect=proc.start(cmd, folder / "prefect.log", environ, folder))
     headers = prefect_auth_header(f"admin:{sec['prefect']}")
-    ok = lambda: proc.http_ok(f"{url}/flows/count", headers) and _post_ok(url, headers)  # noqa: E731
+    ok = lambda: prefect_ready(url, headers)  # noqa: E731
     proc.wait(ok, f"Prefect server at {url}", folder / "prefect.log", STARTUP_S, pids["prefect"])
+
+
+def prefect_ready(url: str, headers: dict[str, str]) -> bool:
+    """The Prefect API at `url` answers, and answers a real query."""
+    return proc.http_ok(f"{url}/flows/count", headers) and _post_ok(url, headers)
 
 
 def _post_ok(url: str, headers: dict[str, str]) -> bool:
@@ -173,30 +179,42 @@ def provision_mlflow(stack: Stack, env: dict[str, str], sec: dict[str, str]) -> 
     accounts.provision(api, passwords, cfg.register_.model_name, cfg.register_.experiment, gated)
 
 
-def provision_prefect(stack: Stack, env: dict[str, str]) -> None:
-    """What `make deploy` does: the work pool, the training limit, the nightly deployment."""
+def start_prefect_setup(stack: Stack, env: dict[str, str]) -> subprocess.Popen:
+    """What `make deploy` does: the work pool, the training limit, the nightly deployment
+    (team/prefect_setup.py: the same `prefect` commands, in one process). Started as soon as the
+    server is: it imports Prefect (most of its time) while the server starts, then waits for
+    the API itself. `finish_prefect_setup` waits for it."""
     environ = _base_env() | env | {"PREFECT_HOME": str(stack.folder / "prefect" / "client")}
-    prefect = [str(BIN / "prefect")]
-    steps = [
-        (["work-pool", "inspect", POOL], ["work-pool", "create", POOL, "--type", "process"]),
-        (
-            ["global-concurrency-limit", "inspect", TRAINING_LIMIT],
-            ["global-concurrency-limit", "create", TRAINING_LIMIT, "--limit", "1"],
-        ),
-        (None, ["--no-prompt", "deploy", "--name", DEPLOYMENT]),
-    ]
-    for check, create in steps:
-        if check and _quiet(prefect + check, stack.project, environ):
-            continue
-        out = subprocess.run(
-            prefect + create, cwd=stack.project, env=environ, capture_output=True, text=True
+    # `-m` puts the project (cwd) first on sys.path, as the `prefect` command finds its flows
+    environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(TEAM_CODE), environ.get("PYTHONPATH")])
+    )
+    cmd = [sys.executable, "-m", "team.prefect_setup", POOL, TRAINING_LIMIT, DEPLOYMENT]
+    cmd += ["--wait", str(STARTUP_S)]
+    log = stack.folder / "prefect" / "setup.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        return subprocess.Popen(
+            cmd,
+            cwd=stack.project,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
-        if out.returncode:
-            raise StackError(f"prefect {' '.join(create)}: {(out.stdout + out.stderr)[-800:]}")
 
 
-def _quiet(cmd: list[str], cwd: Path, environ: dict[str, str]) -> bool:
-    return subprocess.run(cmd, cwd=cwd, env=environ, capture_output=True).returncode == 0
+def finish_prefect_setup(setup: subprocess.Popen, log: Path) -> None:
+    """Wait for `start_prefect_setup`'s process; its output's tail when it failed."""
+    try:
+        code = setup.wait(timeout=2 * STARTUP_S)
+    except subprocess.TimeoutExpired:
+        setup.kill()
+        setup.wait()
+        code = "timed out"
+    if code:
+        tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
+        raise StackError(f"Prefect set-up (make deploy) failed ({code}; log: {log}):\n{tail}")
 
 
 def configure_dvc(project: Path, env: dict[str, str], name: str = "team") -> None:
@@ -227,5 +245,17 @@ def usage(stack: Stack, seconds: float) -> str:
             f"Use it:   . {rel}/env   (as `trainer`; then make run, make prefect-worker, ...)",
             f"Accounts: . {rel}/env.reviewer | env.viewer | env.admin   after it",
             "Stop:     make team-down   (the data stays for the next make team-up)",
+            _timing_lines(stack.timings),
         ]
+    )
+
+
+def _timing_lines(timings: dict[str, tuple[float, float]]) -> str:
+    """Each step of the last `up`: its own seconds and when (from the start) it was done.
+    Steps run side by side, so their seconds add up to more than the total."""
+    if not timings:
+        return "Steps:    nothing to start"
+    steps = sorted(timings.items(), key=lambda item: item[1][1])
+    return "Steps:    " + ", ".join(
+        f"{n} {took:.1f} s (done at {at:.1f})" for n, (took, at) in steps
     )

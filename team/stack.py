@@ -11,9 +11,10 @@ import json
 import os
 import secrets
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from team import objectstore, postgres, proc, services
@@ -41,6 +42,10 @@ class Stack:
 
     folder: Path
     project: Path
+    # step -> (its seconds, seconds from the start of `up` to its end), of the last `up`
+    timings: dict[str, tuple[float, float]] = field(default_factory=dict, init=False, repr=False)
+    # `up` starts servers side by side: each records its pid in state.json from its thread
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self):
         self.folder = self.folder.resolve()
@@ -80,44 +85,69 @@ class Stack:
             self.save_state(state)  # before anything starts: a failed `up` is resumed, not lost
         return state
 
-    def save_state(self, state: dict) -> None:
-        self._write("state.json", json.dumps(state, indent=1))
+    def save_state(self, state: dict, **changes: dict) -> None:
+        """Merge `changes` (section -> {key: value}, e.g. pids={"s3": 123}) into `state`, then
+        write state.json (0600, replaced atomically). Safe from several threads at once: `up`
+        starts and sets up the servers side by side, each recording what it did."""
+        with self._lock:
+            for section, values in changes.items():
+                state.setdefault(section, {}).update(values)
+            self._write("state.json", json.dumps(state, indent=1))
 
     # --- up / down ---------------------------------------------------------------------------
     def up(self) -> float:
-        """Start what is not running, provision, write the env files; seconds it took."""
+        """Start what is not running, provision, write the env files; seconds it took (each
+        step's own seconds, from the start of `up` to its end, are in `self.timings`)."""
         t0 = time.monotonic()
+        self.timings.clear()
+        timed = lambda name, fn, *a: _timed(self.timings, t0, name, fn, *a)  # noqa: E731
         self.folder.mkdir(parents=True, exist_ok=True)
         _ignore_in_git(self.folder)
         sec, state = self.secrets(), self.state()
         ports, pids = state["ports"], state["pids"]
         marker = str(self.folder)
         _check_ports(ports, pids, marker)
-        save = lambda: self.save_state(state)  # noqa: E731 - each server records its pid
+        save = lambda **pid: self.save_state(state, pids=pid)  # noqa: E731 - each its own pid
+        env = self.env(sec, ports)
+        done, wanted = state.setdefault("provisioned", {}), services.provision_signature(self)
+
+        def set_up(name: str, step) -> None:
+            """A server's set-up, right after it is ready: only when what it depends on changed
+            since the last `up`."""
+            if done.get(name) != wanted[name]:
+                timed(f"{name} set-up", step)
+                self.save_state(state, provisioned={name: wanted[name]})
+
+        def mlflow(s3) -> None:
+            timed("mlflow", services.start_mlflow, self, ports, pids, sec, s3, save)
+            set_up("mlflow", lambda: services.provision_mlflow(self, env, sec))
+
+        def prefect() -> None:
+            # its set-up process imports Prefect while the server starts, then waits for it
+            setup = None
+            if done.get("prefect") != wanted["prefect"]:
+                setup = services.start_prefect_setup(self, env)
+            try:
+                timed("prefect", services.start_prefect, self, ports, pids, sec, save)
+            except BaseException:
+                if setup:
+                    setup.kill()
+                    setup.wait()
+                raise
+            log = self.folder / "prefect" / "setup.log"
+            set_up("prefect", lambda: setup and services.finish_prefect_setup(setup, log))
+
         try:
             with ThreadPoolExecutor(max_workers=3) as pool:
-                s3 = pool.submit(services.start_s3, self, ports, pids, sec, save)
-                pids["postgres"] = services.start_postgres(self, ports["postgres"], sec)
-                save()
-                ml = pool.submit(services.start_mlflow, self, ports, pids, sec, s3, save)
-                pf = pool.submit(services.start_prefect, self, ports, pids, sec, save)
-                s3.result(), ml.result(), pf.result()
+                s3 = pool.submit(timed, "s3", services.start_s3, self, ports, pids, sec, save)
+                pid = timed("postgres", services.start_postgres, self, ports["postgres"], sec)
+                save(postgres=pid)
+                jobs = [s3, pool.submit(mlflow, s3), pool.submit(prefect)]
+                for job in jobs:
+                    job.result()
         finally:
             save()
-        env = self.env(sec, ports)
-        done = state.setdefault("provisioned", {})
-        wanted = services.provision_signature(self)
-        steps = {
-            "mlflow": lambda: services.provision_mlflow(self, env, sec),
-            "prefect": lambda: services.provision_prefect(self, env),
-        }
-        with ThreadPoolExecutor(max_workers=2) as pool:  # only what changed since last time
-            jobs = {n: pool.submit(step) for n, step in steps.items() if done.get(n) != wanted[n]}
-            for name, job in jobs.items():
-                job.result()
-                done[name] = wanted[name]
-        self.save_state(state)
-        services.configure_dvc(self.project, env)
+        timed("dvc remote", services.configure_dvc, self.project, env)
         self._write_env_files(env, sec)
         return time.monotonic() - t0
 
@@ -149,6 +179,8 @@ class Stack:
             "MLFLOW_TRACKING_PASSWORD": sec["trainer"],
             "PREFECT_API_URL": f"http://127.0.0.1:{ports['prefect']}/api",
             "PREFECT_API_AUTH_STRING": f"admin:{sec['prefect']}",
+            # Prefect's server answers 500 while PostgreSQL restarts: retry it as a 503
+            "PREFECT_CLIENT_RETRY_EXTRA_CODES": "500",
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{ports['s3']}",
             "AWS_ACCESS_KEY_ID": sec["s3_key"],
             "AWS_SECRET_ACCESS_KEY": sec["s3_secret"],
@@ -170,6 +202,16 @@ class Stack:
                 key, _, value = line.removeprefix("export ").partition("=")
                 env[key] = value
         return env
+
+
+def _timed(timings: dict[str, tuple[float, float]], t0: float, name: str, fn, *args):
+    """`fn(*args)`, its seconds in `timings[name]` (as "took" and "done at", from `t0`)."""
+    start = time.monotonic()
+    try:
+        return fn(*args)
+    finally:
+        end = time.monotonic()
+        timings[name] = (round(end - start, 1), round(end - t0, 1))
 
 
 def _check_ports(ports: dict, pids: dict, marker: str) -> None:

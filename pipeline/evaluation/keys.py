@@ -16,6 +16,8 @@ from pipeline.evaluation.results import SAFETY_SET, Candidate, Metric
 
 PRIMARY_SET_TAG = "eval.primary_set"  # run tag: the set the gate decided on
 GATE_PROMOTE_TAG = "gate.promote"  # version and run tag: "True" / "False"
+# version tag: the champion the gate compared the version against ("none": there was none)
+GATE_CHAMPION_TAG = "gate.champion_version"
 GATE_DECISION_ARTIFACT = "gate_decision.json"
 BOUNDS = ("low", "high", "mean")
 
@@ -45,6 +47,16 @@ def gate_interval(rule: str, bound: str) -> str:
 def gate_tag_key(rule: str) -> str:
     """`gate.<rule>`: a rule's verdict as a registry version tag."""
     return f"gate.{rule}"
+
+
+def champion_tag(version: str | None) -> str:
+    """The value of GATE_CHAMPION_TAG for a gate decided against `version` (None: none)."""
+    return "none" if version is None else str(version)
+
+
+def champion_from_tag(value: str) -> str | None:
+    """GATE_CHAMPION_TAG's value read back: the version, None where there was no champion."""
+    return None if value == "none" else value
 
 
 def judge_metric(name: str) -> str:

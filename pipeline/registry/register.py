@@ -84,8 +84,7 @@ def lineage(cfg: Config, git: fingerprint.GitState | None = None) -> dict[str, s
     git = git or fingerprint.git_state(cfg.root)
     adapter = paths.final_adapter(cfg.align.enabled)
     tok_files = [
-        adapter / n
-        for n in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+        adapter / n for n in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
     ]
     tags = {
         **git.tags(),
@@ -202,10 +201,12 @@ def run(cfg: Config) -> RegisterResult:
         c.set_registered_model_alias(name, registry.CHALLENGER, version)
         tags |= {keys.GATE_PROMOTE_TAG: str(decision.promote), "run_id": active.info.run_id}
         tags |= {keys.gate_tag_key(r.rule): r.tag() for r in decision.rules}
+        seen = json.loads((paths.reports / "gate.json").read_text(encoding="utf-8"))
+        if "champion_version" in seen:  # what `registry promote` checks again later
+            tags[keys.GATE_CHAMPION_TAG] = keys.champion_tag(seen["champion_version"])
         for key, value in tags.items():
             c.set_model_version_tag(name, version, key, value)
         awaiting = decision.promote and cfg.evaluate.gate.require_approval
-        seen = json.loads((paths.reports / "gate.json").read_text(encoding="utf-8"))
         stale = stale_champion(c, name, seen) if decision.promote and not awaiting else None
         promoted = decision.promote and not awaiting and stale is None
         if promoted:

@@ -75,10 +75,30 @@ def _artifacts(local: Path, uri: str) -> dict[str, str]:
     return out
 
 
+def _fetch(uri: str, into: str) -> Path:
+    """MLflow's download of `uri` into `into`, its failures typed: what the registry says is
+    missing stays MLflow's error (the caller names it); anything else that stops the download
+    (the server, or the artifact store behind it or read directly, not answering: MLflow's,
+    boto's or requests' errors) is a RegistryUnavailable naming where, never an internal
+    error."""
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.registry import tracking
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=into))
+    except MlflowException as exc:
+        if tracking.is_not_found(exc):
+            raise
+        raise tracking.unavailable(exc, f"downloading {uri}") from None
+    except tracking.transport_errors() as exc:
+        raise tracking.unavailable(exc, f"downloading {uri}") from None
+
+
 def download(uri: str, into: Path) -> tuple[ModelSpec, Path]:
     """Download a registered version into `into`: (its base spec, its adapter folder). The one
     place that knows a version's layout (evaluate's champion, score, export)."""
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(into)))
+    local = _fetch(uri, str(into))
     artifacts = _artifacts(local, uri)
     spec = ModelSpec.load(Path(artifacts["spec"]).parent)
     if "base" in artifacts:
@@ -90,7 +110,7 @@ def load(uri: str) -> MedicalChatModel:
     """A registered version (`models:/name/3`, `models:/name@champion`) as a loaded
     MedicalChatModel, reading only data from the store (see the module docstring)."""
     with tempfile.TemporaryDirectory(prefix="registered-model-") as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+        local = _fetch(uri, tmp)
         model = MedicalChatModel()
         model.load_context(PythonModelContext(_artifacts(local, uri), None))
     return model  # weights and tokenizer are in memory: the download can go

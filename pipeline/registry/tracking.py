@@ -59,23 +59,81 @@ def shown_uri(uri: str) -> str:
 
 
 def _reason(exc: Exception) -> str:
-    """What went wrong, short: the OS error, the HTTP status, or MLflow's first line."""
-    message = str(getattr(exc, "message", exc)).strip()
+    """What went wrong, short: the OS error, the HTTP status, or MLflow's first line (never a
+    URL's query string: a presigned URL's carries its signature)."""
+    message = re.sub(r"\?[\w.%-]+=[^\s'\")]*", "", str(getattr(exc, "message", exc)).strip())
     if errno := re.search(r"\[Errno -?\d+\] [^'\")\]]+", message):
         return errno.group(0).strip()
     if status := re.search(r"failed with error code (\d+)|too many (\d+) error responses", message):
         return f"HTTP {status.group(1) or status.group(2)}"
     if "timeout" in message.lower():
         return "timed out"
+    if message.startswith("Could not connect to the endpoint URL"):  # botocore's, URL shown
+        return "could not connect"
     first = message.splitlines()[0] if message else type(exc).__name__
     return first if len(first) <= 200 else first[:200] + "..."
 
 
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """What the layers below MLflow raise when a store does not answer: boto (a client that
+    reads the S3 store itself: an artifact location that is not proxied), requests / urllib3
+    (HTTP: presigned URLs, a stream cut off), the OS's connection errors. Never a plain OSError:
+    a full disk is not an outage."""
+    import requests
+    import urllib3
+
+    errors: list[type[BaseException]] = [
+        ConnectionError,
+        TimeoutError,
+        requests.exceptions.RequestException,
+        urllib3.exceptions.HTTPError,
+    ]
+    try:
+        import botocore.exceptions
+    except ImportError:  # no S3 client installed: nothing of it can fail
+        return tuple(errors)
+    return (*errors, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+
+
+def _store(exc: Exception) -> str | None:
+    """The artifact store `exc` says failed, in words, when it is the store rather than the
+    tracking server: the server's proxied artifact API (`mlflow-artifacts`, the server answers
+    but its object store does not) or a store the client read itself (boto, requests)."""
+    from urllib.parse import urlsplit
+
+    if "mlflow-artifacts" in str(getattr(exc, "message", exc)):
+        return "proxied"
+    url = (getattr(exc, "kwargs", None) or {}).get("endpoint_url")  # botocore's
+    request = getattr(exc, "request", None)  # requests'
+    url = url or getattr(request, "url", None)
+    if url:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
+    if type(exc).__module__.startswith(("botocore", "boto3")):
+        return os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL", "S3")
+    return None
+
+
 def unavailable(exc: Exception, doing: str, uri: str | None = None) -> RegistryUnavailable:
-    """A one-line error naming the server that could not answer, for `raise ... from None`."""
+    """A one-line error naming the server (or the artifact store) that could not answer, for
+    `raise ... from None`."""
     import mlflow
 
     server = shown_uri(uri or mlflow.get_registry_uri())
+    store = _store(exc)
+    if store == "proxied":
+        return RegistryUnavailable(
+            f"MLflow server at {server} could not read its artifact store while {doing} "
+            f"({_reason(exc)}): the server answers, the object store behind it (its "
+            "--artifacts-destination, e.g. S3) does not; nothing was decided: check that "
+            "store and rerun"
+        )
+    if store:
+        return RegistryUnavailable(
+            f"artifact store at {store} could not be read while {doing} ({_reason(exc)}); "
+            "nothing was decided: check the store (MLflow's artifact location; for S3 "
+            "AWS_ENDPOINT_URL / MLFLOW_S3_ENDPOINT_URL and the keys) and rerun"
+        )
     return RegistryUnavailable(
         f"MLflow registry at {server} could not be read while {doing} ({_reason(exc)}); "
         "nothing was decided: check the server (MLFLOW_TRACKING_URI) and rerun"

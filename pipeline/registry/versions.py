@@ -103,20 +103,50 @@ def download_version(
 
 
 def promote(cfg: Config, version: str, force: bool = False, reason: str | None = None) -> str:
+    """Move `champion` to `version` (a reviewer's `registry promote`, the nightly flow's
+    approval). Refused unless --force (with a reason, recorded) when its gate failed, or when
+    its gate compared it against another champion than the one the registry holds now."""
     name = cfg.register_.model_name
     c = client(cfg)
     mv = _version(c, name, version)
+    refusals = []
     if mv.tags.get("gate.promote") != "True":
+        refusals.append(f"failed its gate ({_failed_rules(mv.tags)})")
+    if stale := stale_gate(c, name, version, mv.tags):
+        refusals.append(stale)
+    if refusals:
         if not force:
             raise RegistryError(
-                f"{name} version {version} failed its gate ({_failed_rules(mv.tags)}); "
-                'promote anyway with --force --reason "..."'
+                f"{name} version {version} {'; and '.join(refusals)}"
+                f'{"" if stale else ";"} promote anyway with --force --reason "..."'
             )
         if not reason:
             raise RegistryError("--force needs --reason: it is recorded on the version")
         c.set_model_version_tag(name, str(version), "forced_promotion_reason", reason)
     set_champion(c, name, str(version))
     return f"{name} version {version} is now {CHAMPION}"
+
+
+def stale_gate(c, name: str, version: str, tags: dict[str, str]) -> str | None:
+    """Why the gate of `version` (its tags) no longer speaks for a promotion: it compared the
+    version against another champion than the registry's now (the champion moved, or
+    appeared, while the version waited for a reviewer). None when it is the same, when the
+    version is the champion already, or for a version registered before the tag."""
+    from pipeline.evaluation import keys
+
+    if keys.GATE_CHAMPION_TAG not in tags:
+        return None
+    now = champion_version(c, name)
+    then = keys.champion_from_tag(tags[keys.GATE_CHAMPION_TAG])
+    if now == then or now == str(version):
+        return None
+    held, compared = (f"version {v}" if v else "no champion" for v in (now, then))
+    return (
+        f"was gated when the registry held another champion: its gate compared it against "
+        f"{compared}, but the champion is now {held}; gate it again against the current "
+        "champion (`dvc repro --force --single-item evaluate`, then `dvc repro register`: a new "
+        "version), or"
+    )
 
 
 def rollback(cfg: Config) -> str:

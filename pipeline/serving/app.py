@@ -15,7 +15,7 @@ from fastapi import Request  # module level: FastAPI resolves endpoint annotatio
 
 from pipeline.config import Config, ServeConfig
 from pipeline.serving import auth
-from pipeline.serving.champion import Champion, Served, mlflow_champion
+from pipeline.serving.champion import RETRY_FAILED_S, Champion, Served, mlflow_champion
 from pipeline.serving.engine import Completion, Generator, prompt_ids
 from pipeline.serving.schema import ApiError, ChatRequest, parse_request, send_error
 
@@ -129,6 +129,12 @@ def _unavailable(champion: Champion) -> ApiError:
     uri = f"models:/{champion.name}@{champion.alias}"
     if champion.loading:
         message = f"{uri} (version {champion.loading}) is loading; retry in a moment."
+    elif champion.alias_version is not None and champion.last_error:
+        message = (
+            f"No model to serve: {uri} (version {champion.alias_version}) could not be loaded "
+            f"(last error: {champion.last_error}); it is retried every {RETRY_FAILED_S:.0f} s, "
+            "and this server picks up another version when the alias moves."
+        )
     else:
         reason = f" (last error: {champion.last_error})" if champion.last_error else ""
         message = (

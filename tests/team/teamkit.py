@@ -126,14 +126,16 @@ class Prefect:
 
 
 @contextlib.contextmanager
-def worker(team: Team, root: Path, log: Path, name: str = "w1") -> Iterator:
-    """A process worker on the stack's pool in workspace `root`; stopped (by pid) on the way
-    out. One torch thread each: two workers share 2 cores."""
+def worker(team: Team, root: Path, log: Path, name: str = "w1", **extra: str) -> Iterator:
+    """A process worker on the stack's pool in workspace `root` (`extra`: more environment for
+    it and its flow runs); stopped (by pid) on the way out. One torch thread each: two workers
+    share 2 cores."""
     env = team.env(
         root,
         PREFECT_HOME=str(log.parent / f"prefect-{name}"),
         PREFECT_WORKER_QUERY_SECONDS="2",
         OMP_NUM_THREADS="1",
+        **extra,
     )
     cmd = [str(servers.BIN / "prefect"), "worker", "start", "--pool", services.POOL]
     cmd += ["--type", "process", "--name", name]

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from pipeline import STAGE_MODULES, STAGES
+from pipeline.errors import DataValidationError, RegistryUnavailable
 from tests.conftest import REPO
 
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
@@ -120,7 +121,7 @@ def test_flow_attaches_the_validation_report_even_when_validation_fails(
     def failing(name):
         def run(params, dvc, force):
             if name == "validate":
-                raise RuntimeError("validation failed")
+                raise DataValidationError("validation failed")
             calls.append(name)
             return stages.StageRun(name, True, "no DVC project", 0.0)
 
@@ -128,7 +129,7 @@ def test_flow_attaches_the_validation_report_even_when_validation_fails(
 
     monkeypatch.setattr(stages, "stage_task", failing)
     monkeypatch.setattr(fp, "attach_validation_report", lambda params: calls.append("attached"))
-    with pytest.raises(RuntimeError, match="validation failed"):
+    with pytest.raises(DataValidationError, match="^stage validate: validation failed"):
         fp.full_pipeline.fn(str(project / "params.yaml"))
     assert calls == ["ingest", "attached"]  # nothing after validate ran
 
@@ -184,7 +185,7 @@ def test_nightly_undoes_a_failed_registration(monkeypatch, fake_stages, project)
     def stage(name):
         def run(p, dvc, force):
             if name == "register":
-                raise RuntimeError("registry went away")
+                raise RegistryUnavailable("registry went away")
             return stages.StageRun(name, True, "no DVC project", 0.0)
 
         return run
@@ -193,7 +194,7 @@ def test_nightly_undoes_a_failed_registration(monkeypatch, fake_stages, project)
     monkeypatch.setattr(nightly, "registry_snapshot", lambda p: {"latest": 3})
     monkeypatch.setattr(nightly, "undo_registration", lambda p, before: undone.append(before))
     monkeypatch.setattr(nightly, "AFTER_STAGE", {})
-    with pytest.raises(RuntimeError, match="registry went away"):
+    with pytest.raises(RegistryUnavailable, match="^stage register: registry went away"):
         nightly.run_stages(str(project / "params.yaml"))
     assert undone == [{"latest": 3}]
 

@@ -161,3 +161,50 @@ def test_register_reads_the_champion_or_fails(nowhere):
 
     with pytest.raises(RegistryUnavailable, match="127.0.0.1:9"):
         stale_champion(nowhere, "m", {"champion_version": None})
+
+
+def _store_errors():
+    """What the layers below MLflow raise when the artifact store does not answer: boto (a
+    client that reads S3 itself), requests (HTTP below MLflow: the proxied artifact API,
+    presigned URLs)."""
+    import botocore.exceptions
+    import requests
+
+    down = "http://127.0.0.1:9/mlflow/artifacts/1/models/m-1/artifacts/MLmodel"
+    refused = requests.exceptions.ConnectionError(
+        "HTTPConnectionPool(host='127.0.0.1', port=9): Max retries exceeded with url: "
+        "/mlflow/artifacts/1/models/m-1/artifacts/MLmodel?X-Amz-Signature=s3cr3t (Caused by "
+        "NewConnectionError('Failed to establish a new connection: [Errno 111] Connection "
+        "refused'))",
+        request=requests.Request("GET", down + "?X-Amz-Signature=s3cr3t").prepare(),
+    )
+    return [
+        botocore.exceptions.EndpointConnectionError(endpoint_url=down),
+        refused,
+    ]
+
+
+@pytest.mark.parametrize("command", [["chat", "感冒有什么症状？"], ["export", "1", "--out", "x"]])
+@pytest.mark.parametrize("error", _store_errors(), ids=["boto", "requests"])
+def test_artifact_store_down_is_one_line_exit_5(project, monkeypatch, capsys, command, error):
+    """Issue 17: the object store down while `chat` (or `export`) downloads a version: one
+    line naming the store, exit 5 (RegistryUnavailable), not an internal error (exit 70)."""
+    import mlflow
+    from pipeline.__main__ import main
+    from pipeline.registry import export
+
+    def download_artifacts(**kwargs):
+        raise error
+
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", download_artifacts)
+    monkeypatch.setattr(export, "_require_version", lambda cfg, version: None)
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("PIPELINE_TRACEBACK", raising=False)
+    with pytest.raises(SystemExit) as done:
+        main(["-p", str(project / "params.yaml"), *command])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert done.value.code == RegistryError.exit_code, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "artifact store at http://127.0.0.1:9" in lines[0], lines[0]
+    assert "s3cr3t" not in err  # a presigned URL's signature is never shown

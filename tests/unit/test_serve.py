@@ -177,6 +177,18 @@ def test_no_champion_is_a_503_that_says_what_to_do(client):
     assert client.get("/v1/models").json() == {"object": "list", "data": []}
 
 
+def test_a_champion_that_cannot_be_loaded_is_not_reported_as_unset(client, registry):
+    """The alias is set but its version fails to load (e.g. the artifact store is down): the
+    503 says which version and why, not "is not set" (issue 17)."""
+    registry["alias"], registry["broken"] = "3", {"3"}
+    r = _chat(client)
+    message = r.json()["error"]["message"]
+    assert r.status_code == 503 and "is not set" not in message, message
+    assert "(version 3) could not be loaded" in message, message
+    assert "artifacts of version 3 are gone" in message and "retried every 60 s" in message, message
+    assert client.get("/health").json()["status"] == "no_model"
+
+
 # What a Qwen2.5 template makes of [USER], written out by hand (its default system prompt, no
 # thinking block): the server must hand the model exactly these tokens.
 PROMPT = (
