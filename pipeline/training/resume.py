@@ -3,7 +3,7 @@
 A run writes checkpoints to models/checkpoints with a state file naming the run's fingerprint
 (checkpoint format, model / train params, training data, base weights) and its MLflow run. A
 later run with the same fingerprint resumes from the last *complete* checkpoint into the same
-MLflow run; checkpoints of anything else are stale and removed. `EpochSampler` makes the data
+MLflow run; checkpoints of anything else, or of a run that finished, are stale and removed. `EpochSampler` makes the data
 order of every epoch depend on (seed, epoch) alone, so the resumed epoch skips exactly the
 batches already trained on.
 """
@@ -70,7 +70,9 @@ def resume_point(
     fingerprint; checkpoints of anything else are stale and removed (by rank 0 only)."""
     state_file = ckpt_dir / STATE_FILE
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
-    if state.get("fingerprint") != expected:
+    # a finished run's checkpoints are not a resume point: a forced rerun (`dvc repro --force`,
+    # the nightly flow's force) with the same inputs trains again from the start
+    if state.get("fingerprint") != expected or state.get("finished"):
         if remove_stale:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
         return None, None
@@ -83,6 +85,14 @@ def record(ckpt_dir: Path, print_: str, run_id: str) -> None:
     """Name the fingerprint and MLflow run the checkpoints in `ckpt_dir` belong to."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     write_json(ckpt_dir / STATE_FILE, {"fingerprint": print_, "run_id": run_id})
+
+
+def finish(ckpt_dir: Path) -> None:
+    """Mark the checkpoints in `ckpt_dir` as those of a finished run (kept for inspection,
+    never resumed: the next run with the same fingerprint starts over)."""
+    state_file = ckpt_dir / STATE_FILE
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    write_json(state_file, {**state, "finished": True})
 
 
 class EpochSampler(LengthGroupedSampler):

@@ -183,6 +183,7 @@ def run(cfg: Config) -> TrainResult:
         if not main:
             return TrainResult(paths.adapter_dir, "", {"steps": result.global_step})
         tracking.save_run_id(out, active.info.run_id)
+        resume.finish(ckpt_dir)
         metrics = _metrics(cfg, trainer, result, seconds, checkpoint)
         mlflow.log_metrics({f"train/{k}": float(v) for k, v in metrics.items()})
         if args.world_size > 1:

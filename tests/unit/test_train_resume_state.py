@@ -70,3 +70,15 @@ def test_checkpoints_of_earlier_code_are_not_resumed(project, monkeypatch):
     now = resume.fingerprint(cfg)
     monkeypatch.setattr(resume, "CHECKPOINT_FORMAT", resume.CHECKPOINT_FORMAT - 1)
     assert resume.fingerprint(cfg) != now
+
+
+def test_a_finished_run_is_not_resumed_so_a_forced_rerun_trains_again(tmp_path):
+    """`dvc repro --force` (and the nightly flow's force) reruns `train` with unchanged inputs:
+    resuming from the finished run's last checkpoint would train nothing (found in issue 17's
+    work: a forced retrain logged `resumed_from_step` = the last step)."""
+    ckpt = tmp_path / "checkpoints"
+    resume.record(ckpt, "f", "r")
+    last = _checkpoint(ckpt, 40)
+    assert resume.resume_point(ckpt, "f") == (last, "r")  # interrupted: resume
+    resume.finish(ckpt)
+    assert resume.resume_point(ckpt, "f") == (None, None) and not ckpt.exists()
