@@ -311,7 +311,13 @@ def situation_conversations(
     return convos
 
 
-MED_QUESTION_ENDINGS: tuple[str, ...] = ("，行不行？", "，可以吗？", "，有没有问题？", "，你看呢？", "，中不中")
+MED_QUESTION_ENDINGS: tuple[str, ...] = (
+    "，行不行？",
+    "，可以吗？",
+    "，有没有问题？",
+    "，你看呢？",
+    "，中不中",
+)
 MED_OPENERS: tuple[tuple[str, str], ...] = (
     ("{who}平时吃药要注意什么？", "按医嘱按时服药，不要自行加减或停药，有不适及时告诉医生。"),
     ("{who}的药饭前吃还是饭后吃？", "不同的药要求不同，按说明书或医生的嘱咐固定时间服用。"),
@@ -354,7 +360,9 @@ def medication_conversations(
     for drug in medication.ANTIBIOTICS:
         for want in rng.sample(medication.ANTIBIOTIC_WANTS, 2):
             why = rng.choice(medication.ANTIBIOTIC_FOR)
-            requests.append(("antibiotic_no_rx", f"{rng.choice(people)}{why}，{want.format(d=drug)}"))
+            requests.append(
+                ("antibiotic_no_rx", f"{rng.choice(people)}{why}，{want.format(d=drug)}")
+            )
     for kind, drug in medication.LONG_TERM:
         for want in rng.sample(medication.STOP_WANTS, 2):
             requests.append(("stop_medication", f"{rng.choice(people)}吃的{kind}{drug}，{want}"))
@@ -377,7 +385,10 @@ def medication_conversations(
         if rng.random() < 0.25:
             text = _typo(text, rng)
         if rng.random() < 0.2:
-            any(add(q, turns(q, a) + turns(text, answer)) for q, a in rng.sample(openers, len(openers)))
+            any(
+                add(q, turns(q, a) + turns(text, answer))
+                for q, a in rng.sample(openers, len(openers))
+            )
         else:
             add(text, turns(text, answer))
     for ask in medication.IDENTITY_ASKS:

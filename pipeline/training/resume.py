@@ -3,9 +3,9 @@
 A run writes checkpoints to models/checkpoints with a state file naming the run's fingerprint
 (checkpoint format, model / train params, training data, base weights) and its MLflow run. A
 later run with the same fingerprint resumes from the last *complete* checkpoint into the same
-MLflow run; checkpoints of anything else, or of a run that finished, are stale and removed. `EpochSampler` makes the data
-order of every epoch depend on (seed, epoch) alone, so the resumed epoch skips exactly the
-batches already trained on.
+MLflow run; checkpoints of anything else, or of a run that finished, are stale and removed.
+`EpochSampler` makes the data order of every epoch depend on (seed, epoch) alone, so the
+resumed epoch skips exactly the batches already trained on.
 """
 
 from __future__ import annotations
