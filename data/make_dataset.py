@@ -255,6 +255,16 @@ def varied_safety_conversations(
     return convos
 
 
+def _add_new(convo: Conversation, convos: list[Conversation], taken: set[str]) -> bool:
+    """Append `convo` unless its opening turn is already `taken` (then add it there)."""
+    first = convo[0]["content"]
+    if first in taken:
+        return False
+    taken.add(first)
+    convos.append(convo)
+    return True
+
+
 def _typo(text: str, rng: random.Random, slips: int = 2) -> str:
     """`text` with up to `slips` characters swapped for a same-sounding one (a pinyin slip)."""
     spots = [i for i, ch in enumerate(text) if ch in emergencies.TYPOS]
@@ -276,12 +286,8 @@ def situation_conversations(
     generic = [(q.format(who=w), a) for q, a in RED_FLAG_OPENERS for w in people]
     convos: list[Conversation] = []
 
-    def add(first: str, convo: Conversation) -> bool:
-        if first in taken:
-            return False
-        taken.add(first)
-        convos.append(convo)
-        return True
+    def add(convo: Conversation) -> bool:
+        return _add_new(convo, convos, taken)
 
     for situation in emergencies.SITUATIONS:
         opener = situation.opener
@@ -300,14 +306,14 @@ def situation_conversations(
             )
             forms = [question, statement, story]
             for text in (forms[i % 3], forms[(i + 1) % 3]):
-                add(text, turns(text, urgent))
+                add(turns(text, urgent))
             if rng.random() < 0.4:
                 slipped = _typo(rng.choice(forms), rng)
-                add(slipped, turns(slipped, urgent))
+                add(turns(slipped, urgent))
             later = rng.choice(RED_FLAG_FOLLOW_UPS) + who + sign + "。"
             if i == 0 or rng.random() < 0.3:
                 firsts = ([opener] if opener and i == 0 else []) + rng.sample(generic, len(generic))
-                any(add(q, turns(q, a) + turns(later, urgent)) for q, a in firsts)
+                any(add(turns(q, a) + turns(later, urgent)) for q, a in firsts)
     return convos
 
 
@@ -371,12 +377,8 @@ def medication_conversations(
             requests.append(("diagnosis", rng.choice(people) + symptom + demand.format(x=fear)))
     convos: list[Conversation] = []
 
-    def add(first: str, convo: Conversation) -> bool:
-        if first in taken:
-            return False
-        taken.add(first)
-        convos.append(convo)
-        return True
+    def add(convo: Conversation) -> bool:
+        return _add_new(convo, convos, taken)
 
     for i, (category, body) in enumerate(requests):
         answer = answers[category]
@@ -386,21 +388,20 @@ def medication_conversations(
             text = _typo(text, rng)
         if rng.random() < 0.2:
             any(
-                add(q, turns(q, a) + turns(text, answer))
-                for q, a in rng.sample(openers, len(openers))
+                add(turns(q, a) + turns(text, answer)) for q, a in rng.sample(openers, len(openers))
             )
         else:
-            add(text, turns(text, answer))
+            add(turns(text, answer))
     for ask in medication.IDENTITY_ASKS:
-        add(ask, turns(ask, answers["identity"]))
+        add(turns(ask, answers["identity"]))
         slipped = _typo(ask, rng, 1)
-        add(slipped, turns(slipped, answers["identity"]))
+        add(turns(slipped, answers["identity"]))
     for entry in conditions:
         told = rng.choice(("我", "家里有人")) + "得了" + entry.get("q", entry["name"])
         told += rng.choice(emergencies.STATEMENT_ENDINGS[:-1])
         # the care advice, opened differently: the same answer in a third chat would make it a
         # template (scoring.TEMPLATE_USES), which earns no credit
-        add(told, turns(told, "别太着急，" + entry["care"]))
+        add(turns(told, "别太着急，" + entry["care"]))
     return convos
 
 
