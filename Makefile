@@ -67,8 +67,9 @@ else
 	$(BIN)/dvc repro
 endif
 
-# TEST_WORKERS: pytest-xdist processes, one per core (docs/testing.md); TEST_WORKERS=0 runs in one
-TEST_WORKERS ?= 2
+# TEST_WORKERS: pytest-xdist processes (docs/testing.md); 0, the default, runs in one process.
+# TEST_WORKERS=2 on two cores: one worker crashed once on a fresh clone (not yet understood).
+TEST_WORKERS ?= 0
 test: install
 	$(BIN)/python -m pytest -m "not team" -n $(TEST_WORKERS)
 
