@@ -73,8 +73,13 @@ if os.environ.get("PIPELINE_RESULT"):
 
 def _dvc(root: Path, *args: str) -> str:
     env = {k: v for k, v in os.environ.items() if k != "CALLS"}  # the twin's runs not counted
-    out = subprocess.run(
-        [sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True, env=env
+    out = subprocess.run(  # stdin: under pytest-xdist the worker's own is its command channel
+        [sys.executable, "-m", "dvc", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
     )
     assert out.returncode == 0, out.stderr
     return out.stdout
