@@ -18,9 +18,9 @@ ASSETS = Path(__file__).parent / "assets"
 offline_env(hub_offline=True)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
-# `make test` runs the suite on pytest-xdist workers, one per core (TEST_WORKERS): each worker,
-# and every stage process its tests start, then computes on one thread, so that the workers do
-# not compete for the same cores.
+# On pytest-xdist workers (`make test TEST_WORKERS=2`, docs/testing.md) each worker, and every
+# stage process its tests start, computes on one thread, so that the workers do not compete for
+# the same cores.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"

@@ -68,8 +68,7 @@ def resume_point(
 ) -> tuple[Path | None, str | None]:
     """The last complete checkpoint and MLflow run of an interrupted run with the same
     fingerprint; checkpoints of anything else are stale and removed (by rank 0 only)."""
-    state_file = ckpt_dir / STATE_FILE
-    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    state = _state(ckpt_dir)
     # a finished run's checkpoints are not a resume point: a forced rerun (`dvc repro --force`,
     # the nightly flow's force) with the same inputs trains again from the start
     if state.get("fingerprint") != expected or state.get("finished"):
@@ -90,9 +89,13 @@ def record(ckpt_dir: Path, print_: str, run_id: str) -> None:
 def finish(ckpt_dir: Path) -> None:
     """Mark the checkpoints in `ckpt_dir` as those of a finished run (kept for inspection,
     never resumed: the next run with the same fingerprint starts over)."""
+    write_json(ckpt_dir / STATE_FILE, {**_state(ckpt_dir), "finished": True})
+
+
+def _state(ckpt_dir: Path) -> dict:
+    """The state file of `ckpt_dir` ({} when there is none)."""
     state_file = ckpt_dir / STATE_FILE
-    state = json.loads(state_file.read_text()) if state_file.exists() else {}
-    write_json(state_file, {**state, "finished": True})
+    return json.loads(state_file.read_text()) if state_file.exists() else {}
 
 
 class EpochSampler(LengthGroupedSampler):
