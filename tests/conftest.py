@@ -28,6 +28,36 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     torch.set_num_threads(1)
 
+@pytest.fixture(autouse=True)
+def _no_shutdown_watchdog_left():
+    """A test that raises KeyboardInterrupt or TerminationSignal through `shutdown.on_signal`
+    (or a stage task) arms the flow's stop watchdog, which ends *this* process 10 s later with
+    exit code 130, in whatever test runs then (CI stop 24: `make test` died in
+    test_flow_stages). Such a test fails here, and the watchdog is disarmed."""
+    yield
+    import sys
+    import threading
+
+    shutdown = sys.modules.get("flows.shutdown")
+    if shutdown is None:
+        return
+    armed = [
+        t
+        for t in threading.enumerate()
+        if isinstance(t, threading.Timer) and getattr(t, "function", None) is shutdown._exit_now
+    ]
+    for timer in armed:
+        timer.cancel()
+    was_set = shutdown._armed.is_set()
+    shutdown._armed.clear()
+    if armed or was_set:
+        pytest.fail(
+            "the test left the flow's stop watchdog armed (flows/shutdown.py `stopping`), which "
+            f"would end the test process in {shutdown.GRACE_S:.0f} s with exit code 130: "
+            "monkeypatch `shutdown.stopping` in tests that interrupt a stage"
+        )
+
+
 # The default data's first 60 conversations: the rows of the tests that train (one prepared
 # project for all of them, see `prepared`).
 TRAIN_ROWS = 60

@@ -73,10 +73,15 @@ def test_a_hook_that_fails_after_the_stage_does_not_hide_the_stages_error(stages
 def test_interrupts_and_cancellations_are_not_wrapped(stages, monkeypatch):
     from prefect.exceptions import CancelledRun
 
+    from flows import shutdown
+
+    announced = []  # the real `stopping` arms a watchdog that would end this process in 10 s
+    monkeypatch.setattr(shutdown, "stopping", lambda what, signum: announced.append((what, signum)))
     for exc in (KeyboardInterrupt(), CancelledRun("cancelled by a user")):
         _failing(stages, monkeypatch, exc)
         with pytest.raises(type(exc)):
             stages._run_one("train", "params.yaml", True, False, None)
+    assert announced == [("stage train", 2)]  # Ctrl-C announced once; a cancellation is not a stop
 
 
 def test_the_nightly_keeps_the_stages_error_when_its_outcome_cannot_be_recorded(monkeypatch):
