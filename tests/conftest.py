@@ -28,6 +28,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     torch.set_num_threads(1)
 
+
 @pytest.fixture(autouse=True)
 def _no_shutdown_watchdog_left():
     """A test that raises KeyboardInterrupt or TerminationSignal through `shutdown.on_signal`
