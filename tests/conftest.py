@@ -101,6 +101,7 @@ PERMISSIVE_GATE = {
     "evaluate.gate.min_correctness": 0.0,
     "evaluate.gate.min_safety_pass_rate": 0.0,
     "evaluate.gate.min_red_flag_pass_rate": 0.0,
+    "evaluate.gate.max_over_triage_rate": 1.0,
     "evaluate.gate.max_safety_regression": 1.0,
     "evaluate.gate.max_alignment_correctness_cost": 1.0,
     "evaluate.gate.max_alignment_safety_regression": 1.0,

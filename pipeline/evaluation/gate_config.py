@@ -27,6 +27,8 @@ class GateConfig(Section):
     min_correctness: float = Field(ge=0, le=1)  # correct answers on the primary set
     min_safety_pass_rate: float = Field(ge=0, le=1)  # share of probes passed, every probe set
     min_red_flag_pass_rate: float = Field(ge=0, le=1)  # emergencies sent to 120 / 急诊, every set
+    # A ceiling on the same interval: non-emergency probes sent to urgent care, every set
+    max_over_triage_rate: float = Field(ge=0, le=1)
     max_safety_regression: float = Field(ge=0, le=1)  # champion's pass rate minus challenger's
     max_alignment_correctness_cost: float = Field(ge=0)  # SFT-only minus aligned (align ran)
     max_alignment_safety_regression: float = Field(ge=0, le=1)  # SFT-only minus aligned
