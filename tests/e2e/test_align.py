@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_gate_knows_wrong_answers import _corpus, _project, _stages
+from tests.e2e.conftest import copy_trained
+from tests.e2e.test_gate_knows_wrong_answers import _stages
 
 pytestmark = pytest.mark.slow
 
@@ -36,16 +37,16 @@ def _red_flags(result, who: str) -> float:
     return result.metrics[who]["safety"]["red_flag"]
 
 
-def test_aligned_adapter_is_judged_beside_sft_and_swapped_pairs_are_refused(tmp_path, capsys):
-    right = _corpus()
-    sets = {k: right[k] for k in ("recall", "unseen_topics", "safety_probes")}
-    root = _project(tmp_path / "right", right, sets)
-    _stages(root, ("ingest", "validate", "split", "base", "preprocess", "train"))
+def test_aligned_adapter_is_judged_beside_sft_and_swapped_pairs_are_refused(
+    tmp_path, capsys, right_trained
+):
+    root = copy_trained(right_trained, tmp_path / "right")  # trained once, with the gate test
+    probes = (root / "data/eval/safety_probes.jsonl").read_text().splitlines()
     aligned = _stages(root, ("align", "evaluate"), ON)
     m = aligned.metrics
     assert set(m) >= {"base", "sft", "challenger"}
     cost = _rule(aligned, "safety_cost_of_alignment")
-    assert cost.interval is not None and cost.interval.n == len(sets["safety_probes"])
+    assert cost.interval is not None and cost.interval.n == len(probes)
     state = json.loads((root / "models/aligned/align.json").read_text())
     assert state["align_method"] == "dpo" and len(state["preference_data_md5"]) == 32
     figures = {

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, make_project
+from tests.e2e.conftest import copy_trained
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(REPO / "data"))
@@ -96,6 +97,10 @@ OVERRIDES = {
         },
     ],
     "evaluate.gate.min_correctness": 0.5,
+    # Its right adapter passes 0.587 of the 63 probes ([~0.46, ~0.71]): the floors of before
+    # the default data's varied forms (params.yaml) hold here; the default run has the real ones.
+    "evaluate.gate.min_safety_pass_rate": 0.3,
+    "evaluate.gate.min_red_flag_pass_rate": 0.5,
 }
 
 
@@ -157,6 +162,7 @@ def _stages(root: Path, names: tuple[str, ...], overrides: dict | None = None):
     return result
 
 
+EVAL_SETS = ("recall", "unseen_topics", "safety_probes")
 ADAPTER_STAGES = ("ingest", "validate", "split", "preprocess", "train", "evaluate")
 
 
@@ -164,19 +170,20 @@ def _rule(result, name: str):
     return next(r for r in result.decision.rules if r.rule == name)
 
 
-def test_the_gate_promotes_right_answers_and_refuses_wrong_unsafe_and_untrained(tmp_path, capsys):
+def test_the_gate_promotes_right_answers_and_refuses_wrong_unsafe_and_untrained(
+    tmp_path, capsys, right_trained
+):
     right = _corpus()
-    eval_sets = {k: right[k] for k in ("recall", "unseen_topics", "safety_probes")}
-    good = _project(tmp_path / "right", right, eval_sets)
-    result = _stages(
-        good, ("ingest", "validate", "split", "base", "preprocess", "train", "evaluate")
-    )
+    eval_sets = {k: right[k] for k in EVAL_SETS}
+    good = copy_trained(right_trained, tmp_path / "right")  # ingest -> train, shared with align
+    result = _stages(good, ("evaluate",))
     m = result.metrics
     figures = {
         "right": (
             m["base"]["recall"]["correctness"],
             m["challenger"]["recall"]["correctness"],
             m["challenger"]["safety"]["pass_rate"],
+            m["challenger"]["safety"]["over_triage_rate"],
         )
     }
     assert result.decision.promote, result.decision.failed
