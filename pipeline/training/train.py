@@ -183,11 +183,13 @@ def run(cfg: Config) -> TrainResult:
         if not main:
             return TrainResult(paths.adapter_dir, "", {"steps": result.global_step})
         tracking.save_run_id(out, active.info.run_id)
-        resume.finish(ckpt_dir)
         metrics = _metrics(cfg, trainer, result, seconds, checkpoint)
         mlflow.log_metrics({f"train/{k}": float(v) for k, v in metrics.items()})
         if args.world_size > 1:
             metrics |= {"processes": args.world_size, "conversations_per_rank": per_rank}
+    # Finished only once its run is logged and its adapter committed: a run that fails before
+    # (the tracking store down after the last step) is resumed from its checkpoints next time.
+    resume.finish(ckpt_dir)
     write_json(paths.reports / "train.json", metrics)
     _write_loss_curve(paths.reports / "train_loss.tsv", trainer.state.log_history)
     log.info("train: %s", metrics)

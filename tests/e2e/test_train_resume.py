@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from pipeline.training import train
+from pipeline.training import resume, train
 from tests.conftest import REPO, TINY_OVERRIDES, TRAIN_ROWS, read_rows
 
 pytestmark = pytest.mark.slow
@@ -89,3 +89,30 @@ def test_same_inputs_give_a_bit_identical_adapter_and_sigkill_resumes(
     assert resumed["resumed_from_step"] == last and resumed["steps"] == first.metrics["steps"]
     # Byte-identical safetensors: the same tensors, in the same order, with the same header.
     assert _adapter_sha(cfg) == reference
+
+
+def test_a_run_that_fails_after_its_last_step_is_resumed_not_restarted(
+    tmp_path, monkeypatch, prepared
+):
+    """The tracking store failing after the last training step (team tier: PostgreSQL restarted
+    while a nightly run trained) fails the stage and commits no adapter; its checkpoints are
+    not those of a finished run, so the next run resumes from them instead of training again."""
+    import mlflow
+
+    rows = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:TRAIN_ROWS]
+    cfg = prepared(tmp_path / "a", rows, {**OVERRIDES, "train.epochs": 1})
+    monkeypatch.chdir(cfg.root)
+
+    def store_down(*args, **kwargs):
+        raise mlflow.exceptions.MlflowException("API request failed: database unavailable")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(mlflow, "log_metrics", store_down)
+        with pytest.raises(mlflow.exceptions.MlflowException):
+            train.run(cfg)
+    assert not (cfg.paths.adapter_dir / "adapter_model.safetensors").exists()
+    ckpt_dir = cfg.root / "models" / "checkpoints"
+    last, _ = resume.resume_point(ckpt_dir, resume.fingerprint(cfg), remove_stale=False)
+    assert last is not None, json.loads((ckpt_dir / resume.STATE_FILE).read_text())
+    again = train.run(cfg)
+    assert again.metrics["resumed_from_step"] == int(last.name.split("-")[1]) > 0
