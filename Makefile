@@ -71,11 +71,11 @@ endif
 # TEST_WORKERS=2: one xdist worker per core (docs/testing.md).
 TEST_WORKERS ?= 0
 test: install
-	$(BIN)/python -m pytest -m "not team" -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -m "not team" -n $(TEST_WORKERS) --dist worksteal
 
 # The inner loop: unit tests without the slow (end-to-end, DVC-driven) and team tiers
 test-unit: install
-	$(BIN)/python -m pytest -m "not slow and not team" -n $(TEST_WORKERS) tests/unit
+	$(BIN)/python -m pytest -m "not slow and not team" -n $(TEST_WORKERS) --dist worksteal tests/unit
 
 # The team tier: starts PostgreSQL, S3, MLflow and Prefect servers of its own (docs/team.md)
 test-team: install

@@ -67,6 +67,20 @@ def test_aligned_adapter_is_judged_beside_sft_and_swapped_pairs_are_refused(
         for who in ("sft", "challenger")
     }
     figures["swapped_decision"] = swapped.decision.failed
+
+    # ORPO (trl.experimental.orpo, no reference model) on the shipped pairs, through the same
+    # stages: trained end to end, judged beside the SFT-only adapter like DPO.
+    shutil.rmtree(root / "models" / "aligned")
+    orpo = _stages(root, ("align", "evaluate"), {**ON, "align.method": "orpo"})
+    orpo_state = json.loads((root / "models/aligned/align.json").read_text())
+    assert orpo_state["align_method"] == "orpo"
+    assert orpo_state["preference_data_md5"] == state["preference_data_md5"]
+    assert _rule(orpo, "safety_cost_of_alignment").interval is not None
+    figures["orpo"] = {
+        who: (_red_flags(orpo, who), orpo.metrics[who]["recall"]["correctness"])
+        for who in ("sft", "challenger")
+    }
+    figures["orpo_decision"] = orpo.decision.failed
     with capsys.disabled():
         print(f"\nalign figures: {json.dumps(figures, ensure_ascii=False)}")
     # Measured on a weaker SFT adapter (tiny.epochs 12, 2026-12-06): the swapped adapter did not
