@@ -67,15 +67,16 @@ else
 	$(BIN)/dvc repro
 endif
 
-# TEST_WORKERS: pytest-xdist processes (docs/testing.md); 0, the default, runs in one process.
-# TEST_WORKERS=2: one xdist worker per core (docs/testing.md).
-TEST_WORKERS ?= 0
+# TEST_WORKERS: pytest-xdist processes, one per core (docs/testing.md); 0 runs in one process.
+TEST_WORKERS ?= 2
 test: install
 	$(BIN)/python -m pytest -m "not team" -n $(TEST_WORKERS) --dist worksteal
 
-# The inner loop: unit tests without the slow (end-to-end, DVC-driven) and team tiers
+# The inner loop: unit tests without the slow (end-to-end, DVC-driven) and team tiers, on one
+# xdist worker per core by default (UNIT_WORKERS=0: one process)
+UNIT_WORKERS ?= 2
 test-unit: install
-	$(BIN)/python -m pytest -m "not slow and not team" -n $(TEST_WORKERS) --dist worksteal tests/unit
+	$(BIN)/python -m pytest -m "not slow and not team" -n $(UNIT_WORKERS) --dist worksteal tests/unit
 
 # The team tier: starts PostgreSQL, S3, MLflow and Prefect servers of its own (docs/team.md)
 test-team: install

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ ASSETS = Path(__file__).parent / "assets"
 offline_env(hub_offline=True)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
-# On pytest-xdist workers (`make test TEST_WORKERS=2`, docs/testing.md) each worker, and every
+# On pytest-xdist workers (`make test`, two by default, docs/testing.md) each worker, and every
 # stage process its tests start, computes on one thread, so that the workers do not compete for
 # the same cores.
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -136,7 +137,13 @@ REAL_CSV = Path(
 
 
 def real_corpus_rows() -> list[dict]:
-    """The real corpus as ingest reads it (GB18030 CSV, title + ask -> answer, department)."""
+    """The real corpus as ingest reads it (GB18030 CSV, title + ask -> answer, department);
+    read once per test process (a new list each call; the rows are not to be changed)."""
+    return list(_real_corpus_rows())
+
+
+@functools.cache
+def _real_corpus_rows() -> tuple[dict, ...]:
     from pipeline.config import SourceConfig
     from pipeline.data.sources import read_file
 
@@ -149,7 +156,7 @@ def real_corpus_rows() -> list[dict]:
         answer_column="answer",
         category_column="department",
     )
-    return read_file(REAL_CSV, src, REAL_CSV.name).rows
+    return tuple(read_file(REAL_CSV, src, REAL_CSV.name).rows)
 
 
 def read_rows(path: Path) -> list[dict]:

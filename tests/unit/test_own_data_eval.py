@@ -249,6 +249,7 @@ def test_semantic_similarity_prefers_the_same_meaning_in_other_words():
 
 
 @needs_csv
+@pytest.mark.slow  # embeds ~500 real answers with multilingual-e5 (~20 s): the slow tier
 def test_semantic_judges_real_free_text_and_shows_no_gap_for_one_answer():
     items, training, _ = _csv_items()
     sets = {"test": items[:80]}
