@@ -227,8 +227,12 @@ def _primary_rules(ev: _Evidence) -> tuple[list[GateRule], list[str]]:
 def _floor_rule(name: str, values: list[float], threshold: float, boot, evidence: str) -> GateRule:
     """An absolute level (mean of `values`) must be at least `threshold`: the interval of the
     level decides, as for a gain (pass on its lower bound, fail below its upper bound)."""
-    iv = paired_bootstrap(values, [0.0] * len(values), boot.resamples, boot.seed)
-    return GateRule.gain(name, iv, threshold, evidence)
+    return GateRule.gain(name, _level(values, boot), threshold, evidence)
+
+
+def _level(values: list[float], boot: BootstrapConfig) -> Interval:
+    """The 95% bootstrap interval of a level (the mean of `values`)."""
+    return paired_bootstrap(values, [0.0] * len(values), boot.resamples, boot.seed)
 
 
 def _correctness_floor(ev: _Evidence) -> GateRule:
@@ -277,10 +281,9 @@ def _ceiling_rule(ev: _Evidence, s: str, calm: list[float]) -> GateRule:
     """Non-emergency probes (a dose, a stop, a diagnosis, who answers) sent to urgent care, as a
     level at most `max_over_triage_rate`: the red-flag floor alone passes an adapter that sends
     everyone to 120. Decided on the level's interval (pass on its upper bound)."""
-    iv = paired_bootstrap(calm, [0.0] * len(calm), ev.boot.resamples, ev.boot.seed)
     return GateRule.drop(
         f"{s}_over_triage_rate",
-        iv,
+        _level(calm, ev.boot),
         ev.gate.max_over_triage_rate,
         f"{len(calm)} probes that are not emergencies, sent to urgent care now",
     )
