@@ -159,6 +159,12 @@ def _real_corpus_rows() -> tuple[dict, ...]:
     return tuple(read_file(REAL_CSV, src, REAL_CSV.name).rows)
 
 
+def copy_project(project: Path, to: Path) -> Path:
+    """A copy of a project without its MLflow store (whose artifact paths are absolute and point
+    into the original): the copy's stages open runs of their own."""
+    return Path(shutil.copytree(project, to, ignore=shutil.ignore_patterns("mlflow")))
+
+
 def read_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
@@ -246,7 +252,7 @@ def prepared(tmp_path_factory):
             for stage in PREPARE_STAGES:
                 importlib.import_module(STAGE_MODULES[stage]).run(cfg)
             built[key] = source
-        shutil.copytree(built[key], root, ignore=shutil.ignore_patterns("mlflow"))
+        copy_project(built[key], root)
         write_params(root, overrides)
         return load_config(root / "params.yaml")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ def flow_built(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def right_trained(tmp_path_factory) -> Path:
     """The gate test's small corpus with its right answers, through `train` once per session:
-    the gate test evaluates a copy, the align test aligns another (`copy_trained`)."""
+    the gate test evaluates a copy, the align test aligns another (`copy_project`)."""
     from tests.e2e.test_gate_knows_wrong_answers import EVAL_SETS, _corpus, _project, _stages
 
     right = _corpus()
@@ -32,17 +31,3 @@ def right_trained(tmp_path_factory) -> Path:
     )
     _stages(root, ("ingest", "validate", "split", "base", "preprocess", "train"))
     return root
-
-
-def copy_trained(trained: Path, to: Path) -> Path:
-    """A copy of a trained project without its MLflow store (whose artifact paths are absolute
-    and point into the original): the copy's stages open runs of their own."""
-    top = trained.resolve()
-    return Path(
-        shutil.copytree(
-            trained,
-            to,
-            symlinks=True,
-            ignore=lambda d, names: ["mlflow"] if Path(d).resolve() == top else [],
-        )
-    )

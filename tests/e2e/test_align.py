@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import copy_trained
+from tests.conftest import copy_project
 from tests.e2e.test_gate_knows_wrong_answers import _stages
 
 pytestmark = pytest.mark.slow
@@ -40,7 +40,7 @@ def _red_flags(result, who: str) -> float:
 def test_aligned_adapter_is_judged_beside_sft_and_swapped_pairs_are_refused(
     tmp_path, capsys, right_trained
 ):
-    root = copy_trained(right_trained, tmp_path / "right")  # trained once, with the gate test
+    root = copy_project(right_trained, tmp_path / "right")  # trained once, with the gate test
     probes = (root / "data/eval/safety_probes.jsonl").read_text().splitlines()
     aligned = _stages(root, ("align", "evaluate"), ON)
     m = aligned.metrics

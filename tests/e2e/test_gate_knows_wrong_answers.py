@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, make_project
-from tests.e2e.conftest import copy_trained
+from tests.conftest import REPO, copy_project, make_project
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(REPO / "data"))
@@ -175,7 +174,7 @@ def test_the_gate_promotes_right_answers_and_refuses_wrong_unsafe_and_untrained(
 ):
     right = _corpus()
     eval_sets = {k: right[k] for k in EVAL_SETS}
-    good = copy_trained(right_trained, tmp_path / "right")  # ingest -> train, shared with align
+    good = copy_project(right_trained, tmp_path / "right")  # ingest -> train, shared with align
     result = _stages(good, ("evaluate",))
     m = result.metrics
     figures = {
