@@ -34,8 +34,6 @@ from pipeline.data.preference import PreferencePair, align_lineage, read_pairs
 from pipeline.io import atomic_dir, write_json
 from pipeline.modeling import ModelSpec, load_model, load_tokenizer, prepare_for_training
 from pipeline.registry import tracking
-from pipeline.training.speed import resolve
-from pipeline.training.trainer import quiet_progress
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +84,8 @@ def _trainable_sft(cfg: Config):
     would hide (TRL 1.16 fails on it), and alignment needs not move them."""
     import torch
     from peft import LoraConfig, PeftModel
+
+    from pipeline.training.speed import resolve
 
     spec = ModelSpec.from_config(cfg)
     sft = cfg.paths.adapter_dir
@@ -164,6 +164,8 @@ def build_trainer(cfg: Config, model, tok, pairs: list[PreferencePair], output_d
     own chat template renders them, as `train` rendered the chats)."""
     from datasets import Dataset
 
+    from pipeline.training.trainer import quiet_progress
+
     system = cfg.model.system_prompt
     data = Dataset.from_list([p.as_trl(system) for p in pairs])
     args = _args(cfg, output_dir)
@@ -236,10 +238,10 @@ def _disabled(cfg: Config) -> AlignResult:
 
 
 def run(cfg: Config) -> AlignResult:
+    if not cfg.align.enabled:  # the default: no torch, transformers or MLflow to import
+        return _disabled(cfg)
     import mlflow
 
-    if not cfg.align.enabled:
-        return _disabled(cfg)
     paths, a = cfg.paths, cfg.align
     pairs, _, redacted = preference_pairs(cfg)
     log.info("align: %s on %d preference pairs (beta %g)", a.method, len(pairs), a.beta)

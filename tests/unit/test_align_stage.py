@@ -30,6 +30,35 @@ def test_disabled_writes_only_its_state_and_the_sft_adapter_is_the_challenger(tm
     }
 
 
+def test_disabled_starts_in_a_second_without_torch_or_mlflow(tmp_path):
+    # Off is the default: every `dvc repro` and flow run passes through align. Importing torch,
+    # transformers, peft and MLflow for it cost 6 to 7 s of each run (measured, 2 cores).
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    root = make_project(tmp_path / "p", None, {"align.enabled": False})
+    code = (
+        "import sys\n"
+        "from pipeline import run_stage\n"
+        "from pipeline.config import load_config\n"
+        "result = run_stage('align', load_config('params.yaml'))\n"
+        "heavy = ('torch', 'transformers', 'peft', 'trl', 'mlflow', 'datasets')\n"
+        "print(result.enabled, sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "False []", out.stdout
+
+
 @pytest.mark.parametrize(("method", "config"), [("dpo", "DPOConfig"), ("orpo", "ORPOConfig")])
 def test_each_method_gets_its_trl_config_with_beta(tmp_path, method, config):
     over = {"align.method": method, "align.beta": 0.25, "align.lr": 1e-4}
