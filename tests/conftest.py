@@ -159,6 +159,26 @@ def _real_corpus_rows() -> tuple[dict, ...]:
     return tuple(read_file(REAL_CSV, src, REAL_CSV.name).rows)
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """`build(path)` run once per test session however many pytest-xdist workers ask for it:
+    the first builds under a file lock in the session's directory, the others wait for it and
+    get the same path. What it builds is read-only to tests: they copy it before changing it."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the directory above the workers' own: one per test session
+    path, done = base / f"shared-{name}" / "p", base / f"shared-{name}.done"
+    with (base / f"shared-{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(path.parent, ignore_errors=True)  # a failed build's remains
+            path.parent.mkdir(parents=True)
+            build(path)
+            done.touch()
+    return path
+
+
 def copy_project(project: Path, to: Path) -> Path:
     """A copy of a project without its MLflow store (whose artifact paths are absolute and point
     into the original): the copy's stages open runs of their own."""
@@ -235,24 +255,26 @@ def prepared(tmp_path_factory):
     """`prepared(root, rows, overrides)`: a project at `root` already through ingest ->
     preprocess, with params.yaml as make_project writes it. Each distinct (rows, overrides of
     the preparing sections) is prepared once per test session and copied (without its MLflow
-    store: the data-validation run's artifact location is the original's) for every test."""
+    store: the data-validation run's artifact location is the original's) for every test, on
+    however many xdist workers (`built_once`)."""
+    import hashlib
     import importlib
 
     from pipeline import STAGE_MODULES
     from pipeline.config import load_config
 
-    built: dict[str, Path] = {}
+    def build(source: Path, rows: list[dict], upstream: dict) -> None:
+        make_project(source, rows, upstream)
+        cfg = load_config(source / "params.yaml")
+        for stage in PREPARE_STAGES:
+            importlib.import_module(STAGE_MODULES[stage]).run(cfg)
 
     def make(root: Path, rows: list[dict], overrides: dict):
         upstream = {k: v for k, v in overrides.items() if k.split(".")[0] in PREPARE_SECTIONS}
         key = json.dumps([rows, upstream], sort_keys=True, ensure_ascii=False)
-        if key not in built:
-            source = make_project(tmp_path_factory.mktemp("prepared") / "p", rows, upstream)
-            cfg = load_config(source / "params.yaml")
-            for stage in PREPARE_STAGES:
-                importlib.import_module(STAGE_MODULES[stage]).run(cfg)
-            built[key] = source
-        copy_project(built[key], root)
+        name = "prepared-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+        source = built_once(tmp_path_factory, name, lambda p: build(p, rows, upstream))
+        copy_project(source, root)
         write_params(root, overrides)
         return load_config(root / "params.yaml")
 

@@ -1,5 +1,6 @@
 """Human sign-off (`evaluate.gate.require_approval: true`) on a real `prefect server`.
 
+On a copy of the flow tests' project (version 1 is `champion`), approval is turned on and
 `dvc repro` alone registers a version that passed the gate without moving `champion` and says
 so. The nightly flow, run as `python -m flows.nightly` against the server after a `serve` param
 changed (the params fingerprint differs from the latest version's; no stage depends on it),
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,7 @@ from pipeline.config import load_config
 from tests.e2e import flow_project, servers
 from tests.e2e.test_nightly import Prefect
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_db")]
 FLOW = "qwen-medical-nightly"
 
 
@@ -65,11 +67,23 @@ def _paused_run(api: Prefect, log: Path, proc: subprocess.Popen):
     return found[0]
 
 
+def _edit_params(root: Path, edit) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    edit(params)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), "utf-8")
+
+
+def _require_approval(params: dict) -> None:
+    params["evaluate"]["gate"] |= {"require_approval": True, "approval_timeout_s": 15}
+
+
 def _nightly(root: Path, tmp: Path, api_url: str, name: str) -> tuple[subprocess.Popen, Path]:
     (root / "reports" / "registration.json").unlink()  # register is stale; nothing else is
-    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
-    params["serve"]["reload_interval_s"] += 1  # a new params fingerprint: the nightly retrains
-    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), "utf-8")
+
+    def new_fingerprint(params: dict) -> None:  # a new params fingerprint: the nightly retrains
+        params["serve"]["reload_interval_s"] += 1
+
+    _edit_params(root, new_fingerprint)
     environ = flow_project.flow_env(root, tmp, PREFECT_API_URL=api_url)
     log = tmp / f"{name}.log"
     return flow_project.start("flows.nightly", root, environ, log), log
@@ -81,12 +95,16 @@ def test_approve_reject_and_timeout(flow_built, tmp_path):
 
     root = flow_project.copy(flow_built, tmp_path / "p")
     cfg = load_config(root / "params.yaml")
-    # `dvc repro` with require_approval: registered, gate passed, champion not moved.
+    assert _aliases(cfg) == {"champion": "1", "challenger": "1"}
+    # `dvc repro` with require_approval (evaluate and register rerun): registered, gate passed,
+    # champion not moved.
+    _edit_params(root, _require_approval)
+    servers.run([sys.executable, "-m", "dvc", "repro"], root, servers.env(PYTHONPATH=str(root)))
     registration = json.loads((root / "reports" / "registration.json").read_text())
-    assert registration["version"] == 1 and registration["gate"]["promote"] is True
+    assert registration["version"] == 2 and registration["gate"]["promote"] is True
     assert registration["awaiting_approval"] is True
     assert registration["aliases"] == ["challenger"]
-    assert "champion" not in _aliases(cfg)
+    assert _aliases(cfg) == {"champion": "1", "challenger": "2"}
 
     with servers.prefect_server(tmp_path / "prefect") as api_url:
         api = Prefect(api_url)
@@ -107,25 +125,25 @@ def test_approve_reject_and_timeout(flow_built, tmp_path):
         run, text = decide("approve", {"approve": True, "reviewer": "dr-li", "comment": "ok"})
         assert run.state.is_completed(), text[-4000:]
         assert run.state.message == (
-            "trained (params changed since version 1): registered version 2, promoted to "
+            "trained (params changed since version 2): registered version 3, promoted to "
             "champion, approved by dr-li: ok"
         )
-        assert _aliases(cfg)["champion"] == "2"
-        assert _tag(cfg, 2, "approval") == "approved by dr-li: ok"
+        assert _aliases(cfg)["champion"] == "3"
+        assert _tag(cfg, 3, "approval") == "approved by dr-li: ok"
         artifacts = api.artifacts(run.id)
         assert "# Evaluation report" in artifacts["approval-request"].data
         logs = api.logs(run.id)
         assert "stage register: started (changed outs: reports/registration.json deleted)" in logs
         assert "stage train: up to date (dvc repro), skipped" in logs
         # register's own log line, forwarded into the run's log
-        assert "version 2 passed the gate; champion NOT moved" in logs
+        assert "version 3 passed the gate; champion NOT moved" in logs
 
-        # 2. Reject: champion stays on version 2.
+        # 2. Reject: champion stays on version 3.
         run, text = decide("reject", {"approve": False, "reviewer": "dr-wang"})
         assert run.state.is_completed(), text[-4000:]
-        assert run.state.message.endswith("registered version 3, not promoted: rejected by dr-wang")
-        assert _aliases(cfg)["champion"] == "2"
-        assert _tag(cfg, 3, "approval") == "rejected by dr-wang"
+        assert run.state.message.endswith("registered version 4, not promoted: rejected by dr-wang")
+        assert _aliases(cfg)["champion"] == "3"
+        assert _tag(cfg, 4, "approval") == "rejected by dr-wang"
 
         # 3. No answer within approval_timeout_s: champion stays. The flow records "no decision"
         # and completes, unless the server marks the expired pause first ("never resumed").
@@ -133,8 +151,8 @@ def test_approve_reject_and_timeout(flow_built, tmp_path):
         assert (run.state.is_failed() and "never resumed" in run.state.message) or (
             run.state.is_completed() and run.state.message.endswith("no decision within 15 s")
         ), run.state
-        assert _aliases(cfg)["champion"] == "2"
-        assert _tag(cfg, 4, "approval") == "no decision within 15 s"
+        assert _aliases(cfg)["champion"] == "3"
+        assert _tag(cfg, 5, "approval") == "no decision within 15 s"
         assert (
             "not promoted: no decision within 15 s"
             in api.artifacts(run.id)["nightly-result"].description

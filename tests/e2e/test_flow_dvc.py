@@ -22,7 +22,7 @@ from pipeline import STAGES
 from pipeline.training.resume import complete
 from tests.e2e import flow_project, servers
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_db")]
 
 
 def _mtimes(root: Path) -> dict[str, int]:

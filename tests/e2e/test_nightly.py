@@ -1,11 +1,16 @@
-"""Nightly retraining through a real Prefect server, work pool, deployment and worker.
+"""Nightly retraining on a team's servers: a real Prefect server, work pool, deployment and
+worker, and a real MLflow tracking server; one DAG for the flow and `dvc repro`.
 
-A tiny copy of the project is deployed from its prefect.yaml onto `prefect server start` (free
-loopback port, PREFECT_HOME in tmp) with the commands of `make deploy`; a process worker runs
-the triggered flow runs. First run: trains, registers version 1, attaches the validation
-summary and the evaluation report, leaves `dvc status` clean. Second run, same data, params and
-code: skipped, no new version. Third run, a broken conversation added: fails with the
-validation message, still no new version.
+A tiny copy of the project (the flow tests' rows and params, tests/e2e/flow_project.py) is
+deployed from its prefect.yaml onto `prefect server start` with the commands of `make deploy`,
+MLFLOW_TRACKING_URI pointing at `mlflow server` (both on free loopback ports, their state in
+tmp); a process worker runs the triggered flow runs.
+1. No version yet: the flow runs every stage from scratch, registers version 1 on the MLflow
+   server (nothing in the project's local sqlite default), attaches the validation summary and
+   the evaluation report, and leaves `dvc status` clean with the same dvc.lock `dvc repro` left
+   in the flow tests' project (stages, commands, deps, params; outputs where bit-identical).
+2. Same data, params and code: skipped, no new version.
+3. A broken conversation added: fails with the validation message, still no new version.
 """
 
 from __future__ import annotations
@@ -19,11 +24,10 @@ import pytest
 import yaml
 
 from pipeline.config import load_config
-from tests.conftest import REPO, TINY_OVERRIDES, read_rows
-from tests.e2e import servers
+from tests.conftest import REPO
+from tests.e2e import flow_project, servers
 
-pytestmark = pytest.mark.slow
-ROWS = read_rows(REPO / "data" / "raw" / "medical_dialogues.jsonl")[:80]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_db")]
 DEPLOY = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"][0]
 POOL = DEPLOY["work_pool"]["name"]
 
@@ -73,20 +77,75 @@ class Prefect:
         return "\n".join(log.message for log in found)[-6000:]
 
 
-def _versions(cfg) -> list:
-    import mlflow
-    from pipeline.registry import tracking
+# Outputs holding an MLflow run id, timestamps or Data Docs renderings: their md5 differs from
+# one execution to the next whatever ran them (two `dvc repro` runs differ the same way).
+RUN_SPECIFIC = {
+    "data/reports/validation/",  # GX Data Docs: run ids and times in the HTML and JSON
+    # mlflow_run.json (the run id), adapter_config.json / README.md (the base's absolute path,
+    # target_modules in set order); adapter_model.safetensors is compared below
+    "models/adapter",
+    "data/processed",  # state.json: datasets' random `_fingerprint`; the arrow data is compared
+    "reports/train.json",  # wall-clock figures
+    "reports/base.json",
+    "reports/registration.json",  # run id
+    "reports/metrics.json",  # generation timings
+    "reports/eval_report.md",
+    "reports/eval_report.html",
+    "models/checkpoints",  # trainer state and run-specific files, not cached
+}
 
-    tracking.setup(cfg)
-    return mlflow.MlflowClient().search_model_versions(f"name='{cfg.register_.model_name}'")
+
+def _lock(root: Path) -> dict:
+    return yaml.safe_load((root / "dvc.lock").read_text())["stages"]
 
 
-def test_nightly_deployment_trains_then_skips_then_fails_on_bad_data(tmp_path):
-    root = servers.dvc_project(tmp_path / "p", ROWS, TINY_OVERRIDES)
+def _entries(stage: dict, kind: str) -> dict[str, str]:
+    return {e["path"]: e.get("md5") for e in stage.get(kind, [])}
+
+
+def _same_lock_as_dvc_repro(root: Path, repro_project: Path) -> None:
+    by_repro, by_flow = _lock(repro_project), _lock(root)
+    assert list(by_flow) == list(by_repro)
+    differing = set()
+    for name, expected in by_repro.items():
+        got = by_flow[name]
+        assert got["cmd"] == expected["cmd"], name
+        assert got["params"] == expected["params"], name
+        for kind in ("deps", "outs"):
+            want, have = _entries(expected, kind), _entries(got, kind)
+            assert set(have) == set(want), (name, kind)
+            differing |= {p for p in want if have[p] != want[p]}
+    # Code, data and every deterministic output (validated data, splits, the tiny base, the
+    # tokenized data, the adapter weights inside models/adapter) hash the same; only files that
+    # carry a run id or a clock differ.
+    assert differing <= RUN_SPECIFIC, differing - RUN_SPECIFIC
+    for path in ("data/raw", "data/validated/conversations.jsonl", "data/split", "models/base"):
+        assert path not in differing
+    for path in ["models/adapter/adapter_model.safetensors"] + [
+        f.relative_to(root).as_posix() for f in (root / "data" / "processed").rglob("*.arrow")
+    ]:
+        assert (root / path).read_bytes() == (repro_project / path).read_bytes(), path
+
+
+def test_nightly_deployment_trains_then_skips_then_fails_on_bad_data(tmp_path, flow_built):
+    from mlflow import MlflowClient
+    from pipeline.registry import fingerprint
+
+    root = servers.dvc_project(tmp_path / "p", flow_project.ROWS, flow_project.OVERRIDES)
     cfg = load_config(root / "params.yaml")
-    with servers.prefect_server(tmp_path / "prefect") as api_url:
+    name = cfg.register_.model_name
+    with (
+        servers.mlflow_server(tmp_path / "mlflow-server") as mlflow_url,
+        servers.prefect_server(tmp_path / "prefect") as api_url,
+    ):
+        mlflow = MlflowClient(tracking_uri=mlflow_url, registry_uri=mlflow_url)
+
+        def versions() -> list:
+            return mlflow.search_model_versions(f"name='{name}'")
+
         client_env = servers.env(
             PREFECT_API_URL=api_url,
+            MLFLOW_TRACKING_URI=mlflow_url,
             PREFECT_HOME=str(tmp_path / "client-home"),
             PYTHONPATH=str(root),  # the worker's flow-run processes inherit it
             PREFECT_WORKER_QUERY_SECONDS="2",
@@ -103,8 +162,8 @@ def test_nightly_deployment_trains_then_skips_then_fails_on_bad_data(tmp_path):
         )
         servers.run(prefect + ["--no-prompt", "deploy", "--name", DEPLOY["name"]], root, client_env)
         api = Prefect(api_url)
-        name = f"qwen-medical-nightly/{DEPLOY['name']}"
-        deployment = api("read_deployment_by_name", name)
+        deployment_name = f"qwen-medical-nightly/{DEPLOY['name']}"
+        deployment = api("read_deployment_by_name", deployment_name)
         assert deployment.global_concurrency_limit.limit == 1
         assert deployment.concurrency_options.collision_strategy == "ENQUEUE"
         [schedule] = deployment.schedules
@@ -118,7 +177,7 @@ def test_nightly_deployment_trains_then_skips_then_fails_on_bad_data(tmp_path):
         worker = prefect + ["worker", "start", "--pool", POOL, "--type", "process"]
         with servers.process(worker, root, client_env, worker_log):
             # 1. No version yet: train, gate, register.
-            first = api.wait(api.trigger(name), 900, worker_log)
+            first = api.wait(api.trigger(deployment_name), 900, worker_log)
             assert first.state.is_completed(), (
                 first.state,
                 api.logs(first.id),
@@ -132,32 +191,41 @@ def test_nightly_deployment_trains_then_skips_then_fails_on_bad_data(tmp_path):
             assert "# Evaluation report" in arts["evaluation-report"].data
             assert arts["validation-summary"].type == "table"
             assert arts["validation-summary"].description.startswith("passed: 80 conversations")
-            [v1] = _versions(cfg)
-            from pipeline.registry import fingerprint
-
+            # On the MLflow server, with the run's params and artifacts; nothing went to the
+            # embedded default (sqlite + artifacts under the project's mlflow/).
+            [v1] = versions()
+            assert v1.version == "1"
+            assert mlflow.get_model_version_by_alias(name, "champion").version == "1"
             assert v1.tags["lineage.data_sha256"] == fingerprint.data_sha256(cfg)
+            run = mlflow.get_run(v1.run_id)
+            assert run.data.params["train.lora.r"] == str(cfg.train.lora.r)
+            assert run.info.artifact_uri.startswith("mlflow-artifacts:/")  # served by the server
+            files = mlflow.list_artifacts(v1.run_id, "validation")
+            assert [f.path for f in files] == ["validation/summary.json"]
+            assert not (root / "mlflow").exists()
             status = servers.run([sys.executable, "-m", "dvc", "status"], root, servers.env())
             assert "up to date" in status  # the flow recorded every stage in dvc.lock
+            _same_lock_as_dvc_repro(root, flow_built)
 
             # 2. Same data: skipped, nothing registered.
-            second = api.wait(api.trigger(name), 300, worker_log)
+            second = api.wait(api.trigger(deployment_name), 300, worker_log)
             assert second.state.is_completed(), (second.state, api.logs(second.id))
             skipped = "skipped: data, params and code unchanged since version 1"
             assert second.state.message == skipped
             result = api.artifacts(second.id)["nightly-result"]
             assert result.description == skipped
-            assert len(_versions(cfg)) == 1
+            assert len(versions()) == 1
 
             # 3. A broken conversation: failed with the validation error, nothing registered.
             with (root / "data" / "raw" / "conversations.jsonl").open("a", encoding="utf-8") as f:
                 bad = {"conversations": [{"role": "user", "content": "只有问题？"}]}
                 f.write(json.dumps(bad, ensure_ascii=False) + "\n")
-            third = api.wait(api.trigger(name), 300, worker_log)
+            third = api.wait(api.trigger(deployment_name), 300, worker_log)
             assert third.state.is_failed(), third.state
             assert "DataValidationError" in third.state.message, third.state.message
             arts = api.artifacts(third.id)
             assert "ends_with_assistant" in arts["nightly-result"].data
             assert arts["validation-summary"].description.startswith("FAILED")
-            assert len(_versions(cfg)) == 1
+            assert len(versions()) == 1
         gcl = api("read_global_concurrency_limit_by_name", limit)
         assert gcl.active_slots == 0  # released after each training, failed ones included
