@@ -11,9 +11,12 @@ before. Two things kept a stopped flow alive or left something behind:
 
 So `on_signal(what)` (around each stage and the approval wait) logs one line naming what was
 interrupted and arms a watchdog that ends the process `GRACE_S` seconds later whatever is still
-pending, and `exit_on_signal()` (the entry points' main) turns the re-sent signal into
-`SystemExit(128 + signal)`, so that atexit stops the temporary server. Prefect's own handler is
-left in place: a worker's cancellation still reaches the run as a cancellation.
+pending, or as soon as the temporary server this process started has stopped and no stage's
+process group is still being stopped (Ctrl-C in a terminal, or a signal to the group: nothing is
+left to report to, and waiting out the grace helps nobody), and `exit_on_signal()` (the entry
+points' main) turns the re-sent signal into `SystemExit(128 + signal)`, so that atexit stops
+the temporary server. Prefect's own handler is left in place: a worker's cancellation still
+reaches the run as a cancellation.
 
 A stage runs in a child process group of its own (`dvc repro` and the stage's command under
 it), which a signal to the flow process alone would not reach: `stop_child` passes the signal
@@ -28,6 +31,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 from prefect.exceptions import TerminationSignal
@@ -35,6 +39,8 @@ from prefect.exceptions import TerminationSignal
 GRACE_S = 10.0  # time for Prefect to report the run as Crashed to a server that still answers
 CHILD_GRACE_S = 4.0  # time for a stage's process group to end on SIGTERM before SIGKILL
 _armed = threading.Event()
+_children = 0  # stage process groups being stopped (`stop_child`)
+_children_lock = threading.Lock()
 
 
 def _advice(what: str) -> str:
@@ -68,6 +74,38 @@ def stopping(what: str, signum: int) -> None:
     timer = threading.Timer(GRACE_S, _exit_now, args=(128 + signum,))
     timer.daemon = True
     timer.start()
+    early = threading.Thread(target=_exit_when_alone, args=(128 + signum,), daemon=True)
+    early.start()
+
+
+def _own_servers() -> list:
+    """The temporary Prefect servers this process started (none when it reports elsewhere)."""
+    module = sys.modules.get("prefect.server.api.server")
+    if module is None:
+        return []
+    return [
+        s for s in module.SubprocessASGIServer._instances.values() if s.server_process is not None
+    ]
+
+
+def _exit_when_alone(code: int, poll_s: float = 0.2) -> None:
+    """End the process once its temporary server has stopped and no stage group is being
+    stopped; returns when the watchdog is disarmed (tests) or there is no temporary server."""
+    while _armed.is_set():
+        servers = _own_servers()
+        if not servers:
+            return  # a server elsewhere may still take the report: the full grace applies
+        with _children_lock:
+            busy = _children > 0
+        if not busy and all(s.server_process.poll() is not None for s in servers):
+            print(
+                "the temporary Prefect server has stopped too (the signal reached the process "
+                "group): nothing left to report to, exiting now",
+                file=sys.__stderr__,
+                flush=True,
+            )
+            os._exit(code)
+        time.sleep(poll_s)
 
 
 @contextlib.contextmanager
@@ -85,16 +123,23 @@ def on_signal(what: str) -> Iterator[None]:
 def stop_child(process: subprocess.Popen, what: str, signum: int) -> None:
     """Announce the stop, pass `signum` on to the child's process group (started with
     start_new_session) and kill the group if it has not ended within CHILD_GRACE_S."""
-    stopping(what, signum)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signum)
+    global _children
+    with _children_lock:
+        _children += 1
     try:
-        process.wait(timeout=CHILD_GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
-    with contextlib.suppress(ProcessLookupError):  # the group may outlive its leader
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+        stopping(what, signum)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signum)
+        try:
+            process.wait(timeout=CHILD_GRACE_S)
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError):  # the group may outlive its leader
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    finally:
+        with _children_lock:
+            _children -= 1
 
 
 def signal_of(exc: BaseException) -> int | None:
@@ -113,12 +158,9 @@ def _exit_now(code: int) -> None:
         file=sys.__stderr__,
         flush=True,
     )
-    server_module = sys.modules.get("prefect.server.api.server")
-    if server_module is not None:  # the temporary server this process started, if any
-        for server in list(server_module.SubprocessASGIServer._instances.values()):
-            with contextlib.suppress(Exception):
-                if server.server_process is not None:
-                    server.server_process.terminate()
+    for server in _own_servers():  # the temporary server this process started, if any
+        with contextlib.suppress(Exception):
+            server.server_process.terminate()
     os._exit(code)
 
 

@@ -72,10 +72,10 @@ def _set(root: Path, section: str, key: str, value) -> None:
 def test_sigterm_stops_the_flow_within_seconds_and_training_resumes(flow_built, tmp_path):
     root = flow_project.copy(flow_built, tmp_path / "p")
     _set(root, "train", "lr", 0.0021)
-    # About 120 steps, a checkpoint every 5 (two kept): the first complete checkpoint is there
-    # after step 5 and training goes on for ~115 more, seconds even on an idle machine, while
+    # About 60 steps, a checkpoint every 5 (two kept): the first complete checkpoint is there
+    # after step 5 and training goes on for ~55 more, seconds even on an idle machine, while
     # the test looks every 0.5 s for any complete one (a particular one may be rotated away).
-    _set(root, "train", "epochs", 12)
+    _set(root, "train", "epochs", 6)
     checkpoints = root / "models" / "checkpoints"
     shutil.rmtree(checkpoints)  # the build's (train would remove them as stale anyway)
     assert flow_project.dvc_status(root).startswith("train:")
@@ -99,7 +99,10 @@ def test_sigterm_stops_the_flow_within_seconds_and_training_resumes(flow_built, 
         servers.stop(proc)
     text = log.read_text(errors="replace")
     print(f"exited {took:.1f} s after SIGTERM with {proc.returncode}")
-    assert took <= GRACE_S + 5, text[-4000:]
+    # Its temporary server got the signal too: nothing is left to report to, so the flow does
+    # not wait out the grace kept for a server that still answers (it did: 10.0 s, every time).
+    assert took < GRACE_S / 2, text[-4000:]
+    assert "nothing left to report to, exiting now" in text, text[-4000:]
     assert proc.returncode == 143, text[-4000:]
     assert (
         "SIGTERM: stopping the flow run during stage train: train is not recorded in dvc.lock"
