@@ -179,7 +179,7 @@ class TrainingAnswers:
         for t, g, n in zip(self.texts, self.grams, self.uses, strict=True):
             if n >= min_uses or not g:
                 continue
-            overlap = len(grams & g) / len(grams | g)
+            overlap = _jaccard(grams, g)
             if overlap > best_overlap:
                 best, best_overlap = t, overlap
         return best
@@ -196,7 +196,7 @@ class TrainingAnswers:
         grams = _bigrams(answer)
         if not grams or not self.texts:
             return None
-        overlap = [len(grams & g) / (len(grams | g) or 1) for g in self.grams]
+        overlap = [_jaccard(grams, g) for g in self.grams]
         best = max(range(len(overlap)), key=overlap.__getitem__)
         if overlap[best] < 0.3:  # far from every training answer: not a copy of one
             return None
@@ -204,6 +204,12 @@ class TrainingAnswers:
             return None
         found = self.topics[best]
         return None if len(found) >= GENERIC_AFTER or not found else found
+
+
+def _jaccard(a: frozenset | set, b: frozenset | set) -> float:
+    """|a & b| / |a | b| without building the union (0.0 for two empty sets)."""
+    common = len(a & b)
+    return common / ((len(a) + len(b) - common) or 1)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,30 @@ def test_character_rouge_l_and_bleu4():
     assert 0 < bleu4("多喝水", "多喝水注意休息") < bleu4("多喝水注意", "多喝水注意休息") < 1
 
 
+def _lcs_table(a: str, b: str) -> int:
+    """The textbook dynamic programme: the reference for the bit-parallel LCS."""
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    return prev[-1]
+
+
+def test_the_bit_parallel_lcs_equals_the_dynamic_programme():
+    import random
+
+    from pipeline.text.textmetrics import _lcs
+
+    rng = random.Random(7)
+    for _ in range(2000):  # few symbols: many repeats and ties, where a wrong update shows
+        a = "".join(rng.choice("血压高低头痛") for _ in range(rng.randint(0, 40)))
+        b = "".join(rng.choice("血压高低头痛") for _ in range(rng.randint(0, 90)))
+        assert _lcs(list(a), list(b)) == _lcs_table(a, b), (a, b)
+    assert _lcs(list("ABCBDAB"), list("BDCABA")) == 4 and _lcs(list("abc"), list("xyz")) == 0
+
+
 def test_looping_flags_loops_and_not_the_hand_written_answers():
     import json
 
