@@ -5,6 +5,9 @@ by construction, and DVC itself records each stage in dvc.lock and its outputs i
 
 The task
 - asks DVC what changed (`dvc status <stage>`), for the log line that says why the stage runs;
+  a stage DVC reports up to date is skipped there and then (unless forced): `dvc repro` would
+  only print "didn't change, skipping", after a second of starting up (measured: 0.7 to 1.3 s
+  a stage, eight of them in a nightly run that registers again);
 - starts `dvc repro` in a process group of its own and streams its output (DVC's lines, the
   stage's own log lines and progress bars) into the task run's log (flows/stagelog.py);
   SIGTERM or Ctrl-C reaches that group too (flows/shutdown.py);
@@ -127,7 +130,9 @@ class _Decision:
 def run_stage(name: str, params_path: str, dvc: bool, force: bool, logger: Any) -> StageRun:
     """Run one stage as DVC decides (see the module doc); raises the stage's typed error."""
     root = load_config(params_path).root
-    reason = "forced" if force else (stale_reason(root, name) or "dvc repro") if dvc else ""
+    reason = "forced" if force else stale_reason(root, name) if dvc else ""
+    if dvc and reason is None:  # DVC's status: up to date, so `dvc repro` would do nothing
+        return StageRun(name, False, "up to date", 0.0)
     decision = _Decision(name, reason or "no DVC project", logger)
     cmd = command(name, params_path, dvc, force)
     if not dvc:
@@ -259,7 +264,7 @@ def _run_one(name: str, params_path: str, dvc: bool, force: bool, on_failure: Ho
     if run.ran:
         logger.info("stage %s: done in %.1f s", name, run.seconds)
     elif run.reason == "up to date":
-        logger.info("stage %s: up to date (dvc repro), skipped", name)
+        logger.info("stage %s: up to date (dvc status), skipped", name)
     else:
         logger.info("stage %s: %s, not run", name, run.reason)
     return run

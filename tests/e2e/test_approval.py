@@ -134,7 +134,7 @@ def test_approve_reject_and_timeout(flow_built, tmp_path):
         assert "# Evaluation report" in artifacts["approval-request"].data
         logs = api.logs(run.id)
         assert "stage register: started (changed outs: reports/registration.json deleted)" in logs
-        assert "stage train: up to date (dvc repro), skipped" in logs
+        assert "stage train: up to date (dvc status), skipped" in logs
         # register's own log line, forwarded into the run's log
         assert "version 3 passed the gate; champion NOT moved" in logs
 

@@ -56,7 +56,7 @@ def test_flow_runs_nothing_on_an_up_to_date_project(flow_built, tmp_path):
     text, seconds = _flow(root, tmp_path)
 
     for name in STAGES:
-        assert f"stage {name}: up to date (dvc repro), skipped" in text, text[-4000:]
+        assert f"stage {name}: up to date (dvc status), skipped" in text, text[-4000:]
         assert f"stage {name}: started" not in text
     assert "every stage up to date: nothing ran" in text
     assert _mtimes(root) == before  # no output, lock or MLflow file touched
@@ -119,5 +119,5 @@ def test_sigterm_stops_the_flow_within_seconds_and_training_resumes(flow_built, 
     assert "stage train: done in" in text
     assert "progress: 100% " in text  # the Trainer's progress bar, as log lines
     for name in ("ingest", "validate", "split", "base", "preprocess"):
-        assert f"stage {name}: up to date (dvc repro), skipped" in text
+        assert f"stage {name}: up to date (dvc status), skipped" in text
     assert "up to date" in flow_project.dvc_status(root)

@@ -151,9 +151,13 @@ def _repro_runs(root: Path) -> list[str]:
 
 
 @pytest.mark.slow  # runs `dvc repro` per stage: the slow tier
-def test_up_to_date_project_runs_no_stage(dvc_project, loop):
+def test_up_to_date_project_runs_no_stage(dvc_project, loop, monkeypatch):
     lock = (dvc_project / "dvc.lock").read_bytes()
+    started = []  # no `dvc repro` process for a stage `dvc status` calls up to date
+    real = loop._run_process
+    monkeypatch.setattr(loop, "_run_process", lambda cmd, *a: started.append(cmd) or real(cmd, *a))
     runs = loop.run_stages(str(dvc_project / "params.yaml"))
+    assert started == []
     assert loop.called() == []
     assert [(r.stage, r.ran, r.reason, r.result) for r in runs] == [
         (s, False, "up to date", None) for s in STAGES
