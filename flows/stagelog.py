@@ -7,7 +7,7 @@ closes it and logs to the task run's logger
 - every line: the pipeline's own records (`2026-12-06 07:50:01,234 INFO pipeline.training.train:
   train: resuming from checkpoint-40`) as their message at their level, DVC's lines (`Running
   stage 'train':`, `> python -m pipeline train`) as they are, minus its hints about git and
-  `dvc push`;
+  `dvc push`; terminal control sequences (tqdm's cursor moves for nested bars) left out;
 - the tqdm progress bars, one line per bar every `every_s` seconds and at 100%
   (`pretrain tiny-qwen: 39% 79/204 [00:27<00:35, 3.54step/s, loss=5.536]`); the terminal
   still gets the bars themselves.
@@ -37,6 +37,9 @@ RECORD = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
     r"(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) (?P<name>[\w.]+): (?P<message>.*)$"
 )
+# Terminal control sequences: tqdm moves the cursor ("\x1b[A") to redraw a nested bar, after
+# spaces that blank the line; the run log gets the text without them.
+ANSI = re.compile(r"\s*\x1b\[[0-9;?]*[A-Za-z]")
 # What DVC prints for a person at a terminal after each stage: not news in a run log.
 DVC_HINTS = re.compile(
     r"^(To track the changes with git, run:|To enable auto staging, run:|\s+git add .*"
@@ -99,11 +102,12 @@ def forward(
             pieces, pending = [*pieces, pending], ""
         for piece in pieces:
             text = piece.rstrip("\r\n")
-            progress = bars.line(text)
+            plain = ANSI.sub("", text) if "\x1b" in text else text
+            progress = bars.line(plain)
             if progress is None:
-                _log_line(logger, text)
+                _log_line(logger, plain)
                 if watch:
-                    watch(text)
+                    watch(plain)
                 continue
             terminal.write("\r" + text + ("\n" if piece.endswith("\n") else ""))
             terminal.flush()

@@ -324,6 +324,38 @@ def test_a_stage_process_logs_and_progress_bars_reach_the_run_logger(tmp_path):
     assert "100%|" in terminal.read_text()  # the terminal still gets the bar itself
 
 
+def test_terminal_control_sequences_stay_out_of_the_run_log(tmp_path):
+    # tqdm redraws a nested bar with a cursor-up after blanking the line; a line printed then
+    # reached the Prefect log as "<37 spaces>\x1b[A[transformers] ..." (seen in a flow run).
+    from flows.stagelog import forward
+
+    child_code = (
+        "import sys\n"
+        "sys.stdout.write(' ' * 37 + '\\x1b[A[transformers] mtime may not be reliable\\n')\n"
+        "sys.stdout.write('\\x1b[A eval: 100%|##########| 4/4 [00:01<00:00, 3.1it/s]\\n')\n"
+    )
+    records: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    run_logger = logging.getLogger("test.ansi")
+    run_logger.addHandler(Collect())
+    run_logger.setLevel(logging.INFO)
+    run_logger.propagate = False
+    child = subprocess.Popen(
+        [sys.executable, "-c", child_code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    with (tmp_path / "terminal.txt").open("w") as out:
+        forward(child.stdout.fileno(), run_logger, every_s=3600, terminal=out)
+    assert child.wait() == 0
+    assert records == [
+        "[transformers] mtime may not be reliable",
+        "eval: 100% 4/4 [00:01<00:00, 3.1it/s]",
+    ]
+
+
 def test_stopping_a_stage_ends_its_whole_process_group(monkeypatch):
     import signal
     import time
