@@ -287,7 +287,8 @@ print("ERROR: failed to reproduce 'base': failed to run: python -m pipeline base
 """
 
 
-def test_a_stage_process_logs_and_progress_bars_reach_the_run_logger(tmp_path):
+def _forwarded(code: str, terminal: Path, **kwargs) -> list[tuple[int, str]]:
+    """(level, message) of what flows.stagelog.forward logged from `python -c code`."""
     from flows.stagelog import forward
 
     records: list[tuple[int, str]] = []
@@ -296,18 +297,23 @@ def test_a_stage_process_logs_and_progress_bars_reach_the_run_logger(tmp_path):
         def emit(self, record):
             records.append((record.levelno, record.getMessage()))
 
-    run_logger = logging.getLogger("test.run")
+    run_logger = logging.getLogger(f"test.run.{terminal.stem}")
     run_logger.addHandler(Collect())
     run_logger.setLevel(logging.INFO)
     run_logger.propagate = False
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
+    with terminal.open("w") as out:
+        forward(child.stdout.fileno(), run_logger, every_s=3600, terminal=out, **kwargs)
+    assert child.wait() == 0
+    return records
+
+
+def test_a_stage_process_logs_and_progress_bars_reach_the_run_logger(tmp_path):
     seen: list[str] = []
     terminal = tmp_path / "terminal.txt"
-    with terminal.open("w") as out:
-        forward(child.stdout.fileno(), run_logger, every_s=3600, watch=seen.append, terminal=out)
-    assert child.wait() == 0
+    records = _forwarded(CHILD, terminal, watch=seen.append)
     assert records[:3] == [
         (logging.INFO, "base: building tiny-qwen 感冒"),  # the stage's record, as its message
         (logging.WARNING, "base: a warning"),
@@ -327,29 +333,12 @@ def test_a_stage_process_logs_and_progress_bars_reach_the_run_logger(tmp_path):
 def test_terminal_control_sequences_stay_out_of_the_run_log(tmp_path):
     # tqdm redraws a nested bar with a cursor-up after blanking the line; a line printed then
     # reached the Prefect log as "<37 spaces>\x1b[A[transformers] ..." (seen in a flow run).
-    from flows.stagelog import forward
-
     child_code = (
         "import sys\n"
         "sys.stdout.write(' ' * 37 + '\\x1b[A[transformers] mtime may not be reliable\\n')\n"
         "sys.stdout.write('\\x1b[A eval: 100%|##########| 4/4 [00:01<00:00, 3.1it/s]\\n')\n"
     )
-    records: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            records.append(record.getMessage())
-
-    run_logger = logging.getLogger("test.ansi")
-    run_logger.addHandler(Collect())
-    run_logger.setLevel(logging.INFO)
-    run_logger.propagate = False
-    child = subprocess.Popen(
-        [sys.executable, "-c", child_code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    with (tmp_path / "terminal.txt").open("w") as out:
-        forward(child.stdout.fileno(), run_logger, every_s=3600, terminal=out)
-    assert child.wait() == 0
+    records = [message for _, message in _forwarded(child_code, tmp_path / "ansi.txt")]
     assert records == [
         "[transformers] mtime may not be reliable",
         "eval: 100% 4/4 [00:01<00:00, 3.1it/s]",
