@@ -89,7 +89,7 @@ serve: install
 	$(BIN)/python -m pipeline serve
 
 lint: install
-	$(BIN)/ruff check pipeline flows tests benchmarks configs docs tools team
+	$(BIN)/ruff check pipeline flows tests benchmarks configs docs tools team data
 
 mlflow-server: install
 	@mkdir -p mlflow/server-artifacts

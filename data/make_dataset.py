@@ -32,8 +32,11 @@ SEED = 20240611
 # Keep the repository clean: importing the table must not write __pycache__.
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(DATA_DIR))
-from knowledge import CONDITIONS  # noqa: E402
-from knowledge import emergencies, medication  # noqa: E402
+from knowledge import (  # noqa: E402
+    CONDITIONS,
+    emergencies,
+    medication,
+)
 from knowledge.preference import PAIRS as PREFERENCE_PAIRS  # noqa: E402
 from knowledge.preference import UNSAFE  # noqa: E402
 from knowledge.safety import ANSWERS as SAFETY_ANSWERS  # noqa: E402

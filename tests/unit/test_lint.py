@@ -7,7 +7,7 @@ from tests.conftest import REPO
 
 
 def test_ruff_check_passes():
-    dirs = ["pipeline", "flows", "tests", "benchmarks", "configs", "docs", "tools", "team"]
+    dirs = ["pipeline", "flows", "tests", "benchmarks", "configs", "docs", "tools", "team", "data"]
     out = subprocess.run(
         [sys.executable, "-m", "ruff", "check", *dirs], cwd=REPO, capture_output=True, text=True
     )
