@@ -30,6 +30,7 @@ OFFLINE_DEFAULTS = {
     "GX_ANALYTICS_ENABLED": "false",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "1",
+    "DVC_NO_ANALYTICS": "1",  # dvc reads this, not DO_NOT_TRACK
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

@@ -139,8 +139,23 @@ def mlflow_server(workdir: Path) -> Iterator[str]:
         str(workdir / "artifacts"),
     ]
     url = f"http://127.0.0.1:{port}"
-    with server(cmd, f"{url}/health", workdir, env(), workdir / "mlflow-server.log"):
+    environ = env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # as `make mlflow-server`
+    with server(cmd, f"{url}/health", workdir, environ, workdir / "mlflow-server.log"):
         yield url
+
+
+def job_runners(workdir: Path) -> list[str]:
+    """The command lines of MLflow's background job runners (`huey_consumer`) serving the
+    store under `workdir`: what `mlflow server` starts unless job execution is off."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            cmdline = " ".join(proc.cmdline())
+            if "huey_consumer" in cmdline and str(workdir) in str(proc.environ()):
+                found.append(cmdline)
+    return found
 
 
 # A Prefect database migrated once per test session (the `prefect_db` fixture): a server on a

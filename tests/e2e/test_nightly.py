@@ -161,6 +161,8 @@ def test_nightly_deployment_trains_then_skips_then_fails_on_bad_data(tmp_path, f
             client_env,
         )
         servers.run(prefect + ["--no-prompt", "deploy", "--name", DEPLOY["name"]], root, client_env)
+        # The server runs as `make mlflow-server` does: no job runner polling beside it.
+        assert servers.job_runners(tmp_path / "mlflow-server") == []
         api = Prefect(api_url)
         deployment_name = f"qwen-medical-nightly/{DEPLOY['name']}"
         deployment = api("read_deployment_by_name", deployment_name)

@@ -46,3 +46,21 @@ def test_defaults_fill_gaps_and_leave_the_users_values():
     assert env["GX_ANALYTICS_ENABLED"] == "false" and "HF_HUB_OFFLINE" not in env
     assert offline_env({}, hub_offline=True)["HF_HUB_OFFLINE"] == "1"
     assert offline_env({"HF_HUB_OFFLINE": "0"}, hub_offline=True)["HF_HUB_OFFLINE"] == "0"
+
+
+def test_dvc_sends_no_usage_report_from_a_project_without_core_analytics(tmp_path, monkeypatch):
+    """`dvc repro` started by the flows (or by a user's shell with the offline settings) in a DVC
+    project of the user's own, whose .dvc/config does not say `core.analytics false`, would start
+    a `dvc daemon analytics` after every command to send a usage report to analytics.dvc.org
+    (DVC honours DVC_NO_ANALYTICS, not DO_NOT_TRACK)."""
+    from dvc import analytics
+
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc" / "config").write_text("[core]\n    remote = storage\n")
+    monkeypatch.chdir(tmp_path)
+    for var in (*OFFLINE_DEFAULTS, "DVC_TEST", "DVC_NO_ANALYTICS"):
+        monkeypatch.delenv(var, raising=False)
+    assert analytics.is_enabled()  # DVC's own default: the report would be sent
+    for var, value in offline_env({}).items():
+        monkeypatch.setenv(var, value)
+    assert not analytics.is_enabled()
