@@ -143,6 +143,22 @@ def worker(team: Team, root: Path, log: Path, name: str = "w1", **extra: str) ->
         yield proc
 
 
+def saved_checkpoint_since(checkpoints: Path, started: float) -> bool:
+    """Whether a training run started after `started` has saved a complete checkpoint: one whose
+    trainer_state.json (the Trainer writes it last) is newer. Not a directory's own mtime: train
+    removes a stale run's checkpoints file by file when it starts, and each removal makes that
+    old directory newer than `started` before a single step is taken."""
+    from pipeline.training.resume import complete
+
+    for checkpoint in checkpoints.glob("checkpoint-*"):
+        with contextlib.suppress(OSError):  # removed while being looked at
+            if complete(checkpoint) and (
+                (checkpoint / "trainer_state.json").stat().st_mtime > started
+            ):
+                return True
+    return False
+
+
 def start(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
     out = log.open("w")
     return subprocess.Popen(

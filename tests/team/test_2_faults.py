@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from team import accounts, proc
-from tests.team.teamkit import dvc, git, run
+from tests.team.teamkit import dvc, git, run, saved_checkpoint_since
 
 pytestmark = pytest.mark.team
 MODEL = "qwen-medical-lora"
@@ -277,7 +277,7 @@ def test_postgres_restarted_during_train_then_the_next_run_resumes(team, tmp_pat
         started = time.time()
         first_id = prefect.trigger()
         deadline = time.monotonic() + 600
-        while not any(c.stat().st_mtime > started for c in checkpoints.glob("checkpoint-*")):
+        while not saved_checkpoint_since(checkpoints, started):
             assert time.monotonic() < deadline, f"train saved no checkpoint\n{servers.tail(log)}"
             time.sleep(0.2)
         try:
